@@ -1,0 +1,1 @@
+"""drdrill: disaster-recovery drills for GitOps (Flux) Kubernetes clusters."""

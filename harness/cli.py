@@ -1,0 +1,172 @@
+"""`drdrill`: run drills, manage the pinned tools, list providers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from harness.config import Config
+from harness.errors import ConfigError, HarnessError
+from harness.flux import FluxSettings
+from harness.report.model import DrillReport
+
+
+class Progress:
+    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+        self._status = False
+
+    def __call__(self, line: str) -> None:
+        stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
+        if self.tty and line.startswith(("converge:", "build:", "go:")):
+            self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
+            self._status = True
+        else:
+            if self._status:
+                self.stream.write("\n")
+                self._status = False
+            self.stream.write(f"{stamp} {line}\n")
+        self.stream.flush()
+
+    def phase(self, event: str, record: object) -> None:
+        kind, _, name = event.partition(":")
+        if kind == "start":
+            self(f"phase {name} ...")
+        elif record is not None:
+            rec = record  # PhaseRecord
+            self(f"phase {name} (round {getattr(rec, 'round', '?')}): "
+                 f"{getattr(rec, 'outcome', '?')} in {getattr(rec, 'duration_s', 0):.1f}s")
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be more than 0 seconds")
+    return value
+
+
+def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.runner import SCENARIOS
+
+    p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
+    p.add_argument("--scenario", default="full-rebuild",
+                   help=f"scenario to run ({', '.join(SCENARIOS)}; default full-rebuild)")
+    p.add_argument("--provider", default="embedded", help="cluster provider (default embedded)")
+    p.add_argument("--repo", type=Path, default=Path(), help="Flux Git repository (default .)")
+    p.add_argument("--revision", default="HEAD", help="commit to drill (default HEAD)")
+    p.add_argument("--cluster", help="repo-relative folder of the cluster's Flux objects "
+                                     "(default: the only folder under clusters/)")
+    p.add_argument("--report-dir", type=Path, help="where to write the report "
+                                                   "(default reports/<run-id>)")
+    p.add_argument("--inputs", type=Path, help="folder of manifests for the manual inputs "
+                                               "(Secrets/ConfigMaps not in Git)")
+    p.add_argument("--rto", type=_positive_float, help="recovery-time objective in seconds")
+    p.add_argument("--keep-cluster", choices=("never", "on-failure", "always"), default="never")
+    p.add_argument("--timeout", type=_positive_float, default=300.0,
+                   help="converge deadline per round in seconds (default 300)")
+    p.add_argument("--nodes", type=int, default=3, help="simulated nodes (embedded; default 3)")
+    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
+                   help="Flux --requeue-dependency (drill default "
+                        f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
+    p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
+    p.set_defaults(func=_cmd_drill)
+
+
+def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.runner import DrillOptions, run_drill
+
+    config = Config.from_env(tools_dir=args.tools_dir)
+    opts = DrillOptions(
+        repo=args.repo, cluster=args.cluster, scenario=args.scenario, provider=args.provider,
+        report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
+        keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
+        nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
+        config=config)
+    progress = Progress()
+    from harness.drill import Drill
+    from harness.runner import new_run_id
+
+    drill = Drill(new_run_id())
+    drill.listeners.append(progress.phase)
+    opts = _with_run_id(opts, drill.run_id)
+    report, report_dir = run_drill(opts, progress=progress, drill=drill)
+    print_summary(report, report_dir)
+    return 0 if report.verdict == "passed" else (1 if report.verdict == "failed" else 2)
+
+
+def _with_run_id(opts: object, run_id: str) -> object:
+    from dataclasses import replace
+
+    return replace(opts, run_id=run_id)  # type: ignore[type-var]
+
+
+def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdout) -> None:
+    recovery = [m for m in report.manual_steps if m.round == max(
+        (m.round for m in report.manual_steps), default=1)]
+    ttr = f"{report.time_to_ready_s:.1f}s" if report.time_to_ready_s is not None else "n/a"
+    rto = f" (RTO {report.rto_target_s:.0f}s)" if report.rto_target_s else ""
+    out.write(f"verdict: {report.verdict.upper()}\n")
+    out.write(f"time-to-ready (rebuild): {ttr}{rto}\n")
+    out.write(f"manual steps (rebuild): {len(recovery)}\n")
+    if report.error:
+        out.write(f"error: {report.error.splitlines()[0]}\n")
+    out.write(f"report: {report_dir / 'report.json'}\n")
+    for name in ("report.md", "junit.xml", "allure-results"):
+        if (report_dir / name).exists():
+            out.write(f"        {report_dir / name}\n")
+
+
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from harness.providers import registry
+
+    for name in sorted(registry()):
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_drill(sub)
+    from harness.tools_cli import add_tools_commands
+
+    add_tools_commands(sub)
+    p = sub.add_parser("providers", help="list the registered cluster providers")
+    p.set_defaults(func=_cmd_providers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rc: int = args.func(args)
+        return rc
+    except ConfigError as exc:
+        print(f"drdrill: error: {exc}", file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"drdrill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("drdrill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

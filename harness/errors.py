@@ -1,0 +1,215 @@
+"""Every error drdrill raises on purpose, as one tree.
+
+Two roots, because users must tell them apart at a glance (Allure: *failed* vs *broken*):
+
+    DrillFailure (AssertionError)        a DR expectation was not met -> "failed"
+    ├── NotConverged                     objects not ready at the revision by the deadline
+    ├── ObjectFailed                     a Flux object is Stalled, suspended or terminally failed
+    ├── RolloutFailed                    a workload in a Flux inventory did not roll out
+    └── RTOExceeded                      time-to-ready is over the --rto target
+
+    HarnessError (Exception)             the harness, input or infrastructure broke -> "broken"
+    ├── ConfigError                      a bad option (unknown provider, RTO not a number)
+    ├── CommandError                     an external program failed (argv, rc, stdout, stderr kept)
+    ├── ToolError
+    │   ├── ToolNotFoundError            a pinned binary is nowhere and cannot be built
+    │   ├── ToolVersionError             a binary answered with another version than pinned
+    │   └── ToolBuildError               building a binary from the Go module proxy failed
+    ├── RepoError                        the repo under test is unusable (file + object named)
+    │   ├── NotAGitRepoError
+    │   ├── ManifestError                invalid YAML, or kustomize cannot render a path
+    │   ├── MissingPathError             a Kustomization points at a path that does not exist
+    │   ├── DependencyCycleError
+    │   └── UnknownDependencyError       dependsOn names an object nothing defines
+    ├── InputError                       a manual input (Secret/ConfigMap not in Git) is missing
+    ├── ProviderError                    a cluster could not be created, reached or deleted
+    │   └── ProcessExitedError           an embedded control-plane process died (log tail kept)
+    ├── GitServerError
+    ├── DrillInterrupted                 SIGINT/SIGTERM arrived while a drill ran
+    └── ReportError                      a report could not be written (e.g. disk full)
+
+Every error builds its message from structured fields, so reports can show both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """The harness or its infrastructure broke; the drill's verdict is *broken*."""
+
+    fix: str | None = None
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.fix = fix
+        super().__init__(f"{message}\n  fix: {fix}" if fix else message)
+
+
+class ConfigError(HarnessError):
+    """An option, environment variable or setting is invalid."""
+
+
+class CommandError(HarnessError):
+    """An external program exited non-zero (or could not be started)."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int | None,
+        stdout: str = "",
+        stderr: str = "",
+        *,
+        fix: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = (stderr or stdout).strip().splitlines()[-15:]
+        detail = "\n    ".join(tail) if tail else "(no output)"
+        status = "could not be started" if returncode is None else f"exited with {returncode}"
+        super().__init__(f"command {self.argv[0]!r} {status}: {' '.join(self.argv)}\n    {detail}",
+                         fix=fix)
+
+
+class ToolError(HarnessError):
+    """A pinned binary is missing, wrong or cannot be built."""
+
+    def __init__(self, message: str, *, tool: str, version: str, fix: str | None = None) -> None:
+        self.tool = tool
+        self.version = version
+        super().__init__(message, fix=fix)
+
+
+class ToolNotFoundError(ToolError):
+    """No usable binary was found and none could be built."""
+
+
+class ToolVersionError(ToolError):
+    """A binary was found but reports another version than the manifest pins."""
+
+
+class ToolBuildError(ToolError):
+    """`go build` of a pinned tool failed."""
+
+
+class RepoError(HarnessError):
+    """The repository under test cannot be used; names the file and object at fault."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | str | None = None,
+        obj: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.obj = obj
+        where = ", ".join(p for p in (f"file {self.file}" if self.file else "",
+                                       f"object {obj}" if obj else "") if p)
+        super().__init__(f"{message} ({where})" if where else message, fix=fix)
+
+
+class NotAGitRepoError(RepoError):
+    """The repo path is not a Git work tree or has no commit."""
+
+
+class ManifestError(RepoError):
+    """A manifest is not valid YAML or kustomize cannot build a path."""
+
+
+class MissingPathError(RepoError):
+    """A Kustomization's spec.path does not exist in the repository."""
+
+
+class DependencyCycleError(RepoError):
+    """Kustomizations depend on each other in a cycle."""
+
+    def __init__(self, cycle: Sequence[str], *, file: Path | str | None = None) -> None:
+        self.cycle = list(cycle)
+        super().__init__(
+            "dependsOn cycle: " + " -> ".join(self.cycle),
+            file=file,
+            obj=self.cycle[0] if self.cycle else None,
+            fix="remove one of the dependsOn entries so the chain has an end",
+        )
+
+
+class UnknownDependencyError(RepoError):
+    """A dependsOn entry names an object that the repository does not define."""
+
+
+class InputError(HarnessError):
+    """A manual input the repo needs (a Secret or ConfigMap not in Git) was not supplied."""
+
+
+class ProviderError(HarnessError):
+    """A cluster provider could not create, reach or delete a cluster."""
+
+
+class ProcessExitedError(ProviderError):
+    """A supervised process exited while it should have been running."""
+
+    def __init__(self, name: str, returncode: int | None, log: Path, log_tail: str) -> None:
+        self.name = name
+        self.returncode = returncode
+        self.log = log
+        super().__init__(
+            f"{name} exited with {returncode} (log: {log})\n    "
+            + "\n    ".join(log_tail.strip().splitlines()[-12:])
+        )
+
+
+class GitServerError(HarnessError):
+    """The local Git smart-HTTP server could not serve the repository."""
+
+
+class DrillInterrupted(HarnessError):
+    """The drill was interrupted by a signal."""
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(f"drill interrupted by {signal_name}")
+
+
+class ReportError(HarnessError):
+    """A report file could not be written."""
+
+
+class DrillFailure(AssertionError):
+    """A disaster-recovery expectation was not met; the drill's verdict is *failed*."""
+
+
+class NotConverged(DrillFailure):
+    """Flux objects did not become ready at the revision before the deadline."""
+
+    def __init__(self, message: str, pending: dict[str, str]) -> None:
+        self.pending = dict(pending)
+        lines = [f"  {name}: {why}" for name, why in sorted(self.pending.items())]
+        super().__init__(message + ("\n" + "\n".join(lines) if lines else ""))
+
+
+class ObjectFailed(DrillFailure):
+    """A Flux object reached a state it will not recover from on its own."""
+
+    def __init__(self, obj: str, reason: str, message: str) -> None:
+        self.obj = obj
+        self.reason = reason
+        self.detail = message
+        super().__init__(f"{obj} failed ({reason}): {message}")
+
+
+class RolloutFailed(DrillFailure):
+    """Workloads listed in a Flux inventory are not rolled out."""
+
+
+class RTOExceeded(DrillFailure):
+    """Time-to-ready is over the recovery-time objective."""
+
+    def __init__(self, ttr_s: float, rto_s: float) -> None:
+        self.ttr_s = ttr_s
+        self.rto_s = rto_s
+        super().__init__(f"time-to-ready {ttr_s:.1f}s is over the RTO of {rto_s:.1f}s")

@@ -1,0 +1,206 @@
+"""Serve one commit of the repository under test over Git smart HTTP on loopback, read-only.
+
+The repository is copied into a bare repo that holds a single branch pointing at the commit
+under test; `git http-backend` (real Git) answers the protocol behind a small threaded server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from harness.command import Command, run
+from harness.errors import CommandError, GitServerError, NotAGitRepoError
+
+log = logging.getLogger(__name__)
+
+REPO_NAME = "repo.git"
+
+
+@dataclass(frozen=True)
+class RepoRevision:
+    path: Path
+    """Top of the Git work tree."""
+    sha: str
+    branch: str
+
+
+def resolve_revision(repo: Path, revision: str = "HEAD") -> RepoRevision:
+    """Find the work tree top and the full commit SHA of `revision`; fail clearly if not Git."""
+    if not repo.is_dir():
+        raise NotAGitRepoError("repository path does not exist or is not a folder", file=repo,
+                               fix="pass --repo a folder holding a Git work tree")
+    git = shutil.which("git")
+    if git is None:
+        raise GitServerError("git is not installed", fix="install Git (apt-get install git)")
+    try:
+        top = run(Command.of(git, "-C", str(repo), "rev-parse", "--show-toplevel")).stdout.strip()
+    except CommandError as exc:
+        raise NotAGitRepoError("not a Git repository", file=repo,
+                               fix="run `git init` and commit the Flux manifests, or pass --repo "
+                                   "a Git work tree") from exc
+    try:
+        sha = run(Command.of(git, "-C", top, "rev-parse", "--verify", "--end-of-options",
+                             f"{revision}^{{commit}}")).stdout.strip()
+    except CommandError as exc:
+        raise NotAGitRepoError(f"revision {revision!r} is not a commit in this repository",
+                               file=top, fix="commit the manifests first (git commit), or pass "
+                                             "--revision an existing commit") from exc
+    return RepoRevision(Path(top), sha, "main")
+
+
+def make_bare_copy(rev: RepoRevision, dest: Path) -> Path:
+    """A bare repository in `dest` whose only branch `rev.branch` is the commit under test."""
+    bare = dest / REPO_NAME
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    run(Command.of("git", "init", "--quiet", "--bare", f"--initial-branch={rev.branch}",
+                   str(bare)))
+    # --no-verify: the user's pre-push hooks have no business in a drill.
+    run(Command.of("git", "-C", str(rev.path), "push", "--quiet", "--no-verify", str(bare),
+                   f"{rev.sha}:refs/heads/{rev.branch}"))
+    return bare
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _GitHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("git-http %s - %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._backend()
+
+    def do_POST(self) -> None:
+        self._backend()
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _backend(self) -> None:
+        parts = urlsplit(self.path)
+        if "git-receive-pack" in parts.path or "git-receive-pack" in parts.query:
+            self._reply(403, b"read-only: pushes are refused\n")
+            return
+        body = self._body() if self.command == "POST" else b""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.server.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": parts.path,
+            "QUERY_STRING": parts.query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": self.client_address[0],
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(self.server.root),
+        }
+        for header in ("Content-Encoding", "Git-Protocol"):
+            if header in self.headers:
+                env["HTTP_" + header.upper().replace("-", "_")] = self.headers[header]
+        proc = subprocess.run(["git", "http-backend"], input=body, env=env,
+                              capture_output=True, check=False)
+        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+        if not _:
+            head, _, payload = proc.stdout.partition(b"\n\n")
+        status = 200
+        headers: list[tuple[str, str]] = []
+        for line in head.decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif key:
+                headers.append((key.strip(), value.strip()))
+        if proc.returncode != 0 and status == 200:
+            log.warning("git http-backend failed: %s", proc.stderr.decode(errors="replace"))
+            status = 500
+        self.server.requests += 1
+        self._reply(status, payload, headers)
+
+    def _reply(self, status: int, payload: bytes,
+               headers: list[tuple[str, str]] | None = None) -> None:
+        self.send_response(status)
+        for key, value in headers or [("Content-Type", "text/plain")]:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _GitHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    root: Path
+    requests: int = 0
+
+
+class GitServer:
+    """`with GitServer(rev, workdir) as srv:` serves `srv.url` until the block ends."""
+
+    def __init__(self, rev: RepoRevision, workdir: Path, host: str = "127.0.0.1") -> None:
+        self.rev = rev
+        self.workdir = workdir
+        self.host = host
+        self._httpd: _GitHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise GitServerError("the Git server is not running")
+        return f"http://{self.host}:{self._httpd.server_address[1]}/{REPO_NAME}"
+
+    @property
+    def requests(self) -> int:
+        return self._httpd.requests if self._httpd else 0
+
+    def start(self) -> GitServer:
+        make_bare_copy(self.rev, self.workdir)
+        try:
+            httpd = _GitHTTPServer((self.host, 0), _Handler)
+        except OSError as exc:
+            raise GitServerError(f"cannot listen on {self.host}: {exc}") from exc
+        httpd.root = self.workdir
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        shutil.rmtree(self.workdir / REPO_NAME, ignore_errors=True)
+
+    def __enter__(self) -> GitServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

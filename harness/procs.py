@@ -1,0 +1,136 @@
+"""Long-running child processes: own process group, log file each, stopped TERM-then-KILL.
+
+Every child carries DRDRILL_RUN_ID in its environment, so `drdrill gc` can find the
+processes of a run that was killed with -9 by reading /proc/<pid>/environ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import ProcessExitedError, ProviderError
+
+log = logging.getLogger(__name__)
+
+RUN_ID_ENV = "DRDRILL_RUN_ID"
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that were free a moment ago (held open together, then released)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Managed:
+    name: str
+    argv: tuple[str, ...]
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@dataclass
+class Supervisor:
+    """Starts and stops the processes of one cluster; stop order is the reverse of start."""
+
+    run_id: str
+    log_dir: Path
+    children: list[Managed] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> Managed:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        full_env = {**os.environ, **(env or {}), RUN_ID_ENV: self.run_id}
+        log.debug("start %s: %s", name, " ".join(argv))
+        with log_path.open("ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=full_env, cwd=cwd, start_new_session=True,
+                )
+            except OSError as exc:
+                raise ProviderError(f"cannot start {name} ({argv[0]}): {exc}") from exc
+        managed = Managed(name, tuple(argv), log_path, proc)
+        self.children.append(managed)
+        return managed
+
+    def check(self) -> None:
+        """Raise ProcessExitedError for the first child that is no longer running."""
+        for child in self.children:
+            rc = child.proc.poll()
+            if rc is not None:
+                raise ProcessExitedError(child.name, rc, child.log, log_tail(child.log))
+
+    def stop(self, name: str, *, grace_s: float = 5.0) -> None:
+        for child in [c for c in self.children if c.name == name]:
+            _terminate([child], grace_s)
+            self.children.remove(child)
+
+    def stop_all(self, *, grace_s: float = 5.0) -> None:
+        _terminate(list(reversed(self.children)), grace_s)
+        self.children.clear()
+
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.children]
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _terminate(children: Sequence[Managed], grace_s: float) -> None:
+    for child in children:
+        if child.proc.poll() is None:
+            _signal_group(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            child.proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            log.info("%s did not stop within %.0fs of SIGTERM; sending SIGKILL", child.name,
+                        grace_s)
+    for child in children:
+        # The group may hold grandchildren even when the leader is gone.
+        _signal_group(child.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(timeout=5)

@@ -1,0 +1,115 @@
+"""Cluster providers: one small protocol, optional capabilities, and an entry-point registry.
+
+A provider is found through the `drdrill.providers` entry-point group (so a user's own provider
+is a package of its own); a plugin that fails to load is logged and skipped, not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from harness.config import Config
+from harness.errors import ConfigError
+from harness.procs import Supervisor
+from harness.tools import ResolvedTool
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "drdrill.providers"
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every provider is given: who it is for and where it may write."""
+
+    run_id: str
+    cluster_name: str
+    workdir: Path
+    """A private folder for this cluster; the provider removes what it made inside on delete."""
+    config: Config
+    tools: Mapping[str, ResolvedTool] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ClusterProvider(Protocol):
+    """Create, reach and delete one cluster."""
+
+    name: str
+
+    def create(self) -> None:
+        """Bring the cluster up until its API answers /readyz; clean up after itself on failure."""
+
+    def delete(self) -> None:
+        """Remove everything `create` made (processes, containers, data). Idempotent."""
+
+    def is_up(self) -> bool:
+        """The API answers /readyz and the nodes are Ready."""
+
+    @property
+    def kubeconfig(self) -> Path:
+        """A kubeconfig (mode 0600) for an admin of this cluster."""
+
+    def dump_logs(self, dest: Path) -> list[Path]:
+        """Copy the cluster's component logs into `dest`; return the files written."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings and versions that belong in the report (never secrets)."""
+
+
+@runtime_checkable
+class SupportsHostProcesses(Protocol):
+    """A provider whose cluster accepts extra host processes (Flux controllers) beside it."""
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """Where extra processes are registered, so delete() stops them with the cluster."""
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's private data folder."""
+
+    def ports(self, count: int) -> list[int]:
+        """Free loopback ports for extra processes."""
+
+
+@runtime_checkable
+class SupportsNodeFailure(Protocol):
+    """A provider that can take a node away and bring it back."""
+
+    def fail_node(self, node: str) -> None:
+        """Make `node` NotReady."""
+
+    def restore_node(self, node: str) -> None:
+        """Bring `node` back."""
+
+
+ProviderFactory = Callable[[ProviderContext], ClusterProvider]
+
+
+def registry() -> dict[str, ProviderFactory]:
+    """Every provider the installed packages register; broken plugins are logged and skipped."""
+    found: dict[str, ProviderFactory] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+            log.warning("provider plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+    if "embedded" not in found:  # running from a source tree without `pip install -e .`
+        from harness.providers.embedded import EmbeddedProvider
+
+        found["embedded"] = EmbeddedProvider
+    return found
+
+
+def get_provider(name: str) -> ProviderFactory:
+    providers = registry()
+    if name not in providers:
+        raise ConfigError(f"unknown provider {name!r}",
+                          fix=f"use one of: {', '.join(sorted(providers))}")
+    return providers[name]

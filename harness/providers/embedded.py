@@ -1,0 +1,255 @@
+"""The default cluster: real etcd, kube-apiserver, controller-manager and scheduler as local
+processes, with kwok simulating the nodes and their pods. No Docker, no cloud.
+
+Every process listens on loopback ports picked at create time and writes into the cluster's
+own folder, so several clusters run side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import ssl
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from harness.errors import HarnessError, ProviderError
+from harness.kube import api_client
+from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
+from harness.procs import Supervisor, free_ports
+from harness.providers import ProviderContext
+from harness.tools import EMBEDDED_TOOLS, ResolvedTool
+from harness.waits import http_ok, poll_until
+
+log = logging.getLogger(__name__)
+
+SERVICE_CIDR = "10.0.0.0/24"
+POD_CIDR = "10.1.0.0/16"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+class EmbeddedProvider:
+    """A cluster made of upstream binaries on this machine (see module docstring)."""
+
+    name = "embedded"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        missing = [t for t in EMBEDDED_TOOLS if t not in ctx.tools]
+        if missing:
+            raise ProviderError(f"embedded provider needs the pinned tools {missing}",
+                                fix="run `drdrill tools ensure` (or pass --tools-dir)")
+        self.ctx = ctx
+        self.node_count = int(ctx.options.get("nodes", 3))
+        self.startup_timeout_s = float(ctx.options.get("startup_timeout_s", 90))
+        self.workdir = ctx.workdir
+        self._data = self.workdir / "data"
+        self._sup = Supervisor(ctx.run_id, self.workdir / "logs")
+        self._pki: ClusterPKI | None = None
+        self._kubeconfig = self.workdir / "kubeconfig"
+        self._ports: dict[str, int] = {}
+        self._api: Any = None
+        self.flags: dict[str, list[str]] = {}
+
+    # -- ClusterProvider -------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self._sup
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self._ports['apiserver']}"
+
+    def ports(self, count: int) -> list[int]:
+        return free_ports(count)
+
+    def create(self) -> None:
+        try:
+            self._create()
+        except BaseException:
+            self.delete()
+            raise
+
+    def delete(self) -> None:
+        # A short grace: the cluster is being thrown away, and kube-apiserver's graceful
+        # shutdown would otherwise hold teardown for many seconds.
+        self._sup.stop_all(grace_s=2.0)
+        if self._api is not None:
+            with contextlib.suppress(Exception):
+                self._api.close()
+            self._api = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def is_up(self) -> bool:
+        if not self._ports or self._pki is None:
+            return False
+        ok, _ = self._readyz()
+        return ok and self._nodes_ready()[0]
+
+    def dump_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for f in sorted(self._sup.log_dir.glob("*.log")):
+            target = dest / f.name
+            shutil.copyfile(f, target)
+            out.append(target)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "nodes": self.node_count,
+            "versions": {n: self.ctx.tools[n].version for n in EMBEDDED_TOOLS},
+            "flags": self.flags,
+        }
+
+    def __enter__(self) -> EmbeddedProvider:
+        self.create()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.delete()
+
+    # -- internals -------------------------------------------------------------------------
+    def _tool(self, name: str) -> ResolvedTool:
+        return self.ctx.tools[name]
+
+    def _start(self, name: str, args: list[str]) -> None:
+        self.flags[name] = args
+        self._sup.start(name, [str(self._tool(name).path), *args])
+
+    def _create(self) -> None:
+        self._data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pki = pki = create_pki(self.workdir / "pki")
+        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
+        p = self._ports
+        etcd_url = f"http://127.0.0.1:{p['etcd']}"
+        peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
+        self._start("etcd", [
+            f"--name={self.ctx.cluster_name}",
+            f"--data-dir={self._data / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster={self.ctx.cluster_name}={peer_url}",
+            "--unsafe-no-fsync",  # a drill cluster is thrown away; fsync only costs time
+            "--quota-backend-bytes=1073741824",
+            "--log-level=warn",
+        ])
+        poll_until(lambda: http_ok(f"{etcd_url}/health"), timeout_s=self.startup_timeout_s,
+                   what="etcd /health", abort=self._sup.check, interval_s=0.05)
+
+        self._start("kube-apiserver", [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={p['apiserver']}",
+            f"--cert-dir={self._data / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_public}",
+            f"--service-account-signing-key-file={pki.sa_private}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=false",
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",  # the loopback address is not a valid Endpoint
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ])
+        poll_until(self._readyz, timeout_s=self.startup_timeout_s, what="kube-apiserver /readyz",
+                   abort=self._sup.check, interval_s=0.1)
+        write_secret(self._kubeconfig, kubeconfig_yaml(
+            server=self.api_url, pki=pki, name=f"drdrill-{self.ctx.cluster_name}").encode())
+
+        kc = str(self._kubeconfig)
+        self._start("kube-controller-manager", [
+            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={p['controller-manager']}",
+            f"--cert-dir={self._data / 'kcm-certs'}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki.sa_private}",
+            f"--root-ca-file={pki.ca.cert}",
+            f"--cluster-signing-cert-file={pki.ca.cert}",
+            f"--cluster-signing-key-file={pki.ca.key}",
+            "--use-service-account-credentials=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--v=1",
+        ])
+        self._start("kube-scheduler", [
+            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={p['scheduler']}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        self._start("kwok", [
+            f"--kubeconfig={kc}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--manage-nodes-with-label-selector=",
+            f"--cidr={POD_CIDR}",
+            "--node-ip=10.0.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{p['kwok']}",
+        ])
+        self._api = api_client(self._kubeconfig)
+        self._register_nodes()
+        poll_until(self._nodes_ready, timeout_s=self.startup_timeout_s, what="kwok nodes Ready",
+                   abort=self._sup.check, interval_s=0.1)
+
+    def _readyz(self) -> tuple[bool, str]:
+        assert self._pki is not None
+        ctx = ssl.create_default_context(cafile=str(self._pki.ca.cert))
+        ctx.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
+        return http_ok(f"{self.api_url}/readyz", ctx)
+
+    def _register_nodes(self) -> None:
+        core = k8s.CoreV1Api(self._api)
+        for i in range(self.node_count):
+            name = f"kwok-{self.ctx.cluster_name}-{i}"
+            node = {
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {KWOK_NODE_ANNOTATION: "fake",
+                                    "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                               "kubernetes.io/arch": "amd64", "type": "kwok",
+                               "drdrill.dev/run-id": self.ctx.run_id},
+                },
+                "status": {
+                    "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                    "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                },
+            }
+            try:
+                core.create_node(node)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise ProviderError(f"cannot register node {name}: {exc.reason}") from exc
+
+    def _nodes_ready(self) -> tuple[bool, str]:
+        try:
+            nodes = k8s.CoreV1Api(self._api).list_node(_request_timeout=5).items
+        except (ApiException, OSError, HarnessError) as exc:
+            return False, f"list nodes failed: {exc}"
+        ready = [n.metadata.name for n in nodes
+                 if any(c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions or []))]
+        return len(ready) >= self.node_count, f"{len(ready)}/{self.node_count} nodes Ready"
+

@@ -1,0 +1,132 @@
+"""The recovery report as data; every output format is a writer over `DrillReport`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["passed", "failed", "broken"]
+Outcome = Literal["passed", "failed", "broken", "skipped"]
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """One timed phase. `round` is 1 for the first build, 2 for the rebuild after the disaster."""
+
+    name: str
+    started_at: str
+    """ISO-8601 UTC wall-clock time the phase started."""
+    duration_s: float
+    outcome: Outcome
+    error: str | None = None
+    round: int = 1
+    offset_s: float = 0.0
+    """Seconds from the drill's start (monotonic clock) to the phase's start."""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """A Flux object and when the harness first saw it ready at the revision under test."""
+
+    kind: str
+    namespace: str
+    name: str
+    ready_after_s: float | None
+    """Seconds from the start of the round's recovery (provision start) until seen ready."""
+    revision: str | None
+    depends_on: tuple[str, ...] = ()
+    """`namespace/name` of each dependency (same kind)."""
+    round: int = 1
+    first_seen_s: float | None = None
+    """Seconds from the round's recovery start until the object first existed in the cluster."""
+    ready: bool = False
+    message: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ManualStep:
+    id: str
+    description: str
+    performed_by: str
+    duration_s: float
+    automatable: bool
+    round: int = 1
+
+
+@dataclass(frozen=True)
+class CriticalHop:
+    """One object on the critical path and where its time went."""
+
+    ref: str
+    ready_after_s: float
+    waited_on_dependency_s: float
+    reconcile_s: float
+    """Time from its last dependency being ready (or first seen) until it was ready:
+    Flux's requeue interval, apply and health checks together."""
+
+
+@dataclass(frozen=True)
+class DrillReport:
+    run_id: str
+    scenario: str
+    provider: str
+    repo: str
+    revision: str
+    verdict: Verdict
+    started_at: str
+    time_to_ready_s: float | None
+    """Recovery start (first action after the disaster) until converged; None if never."""
+    rto_target_s: float | None
+    phases: tuple[PhaseRecord, ...]
+    objects: tuple[ObjectRecord, ...]
+    manual_steps: tuple[ManualStep, ...]
+    critical_path: tuple[CriticalHop, ...]
+    settings: dict[str, Any]
+    """`flux_flags`, `versions` (tool -> version), `provider` options, local-run changes."""
+    diagnostics: dict[str, str]
+    """Label -> path (relative to the report dir) of each collected diagnostic file."""
+    error: str | None = None
+    cluster: str = ""
+    manual_inputs: tuple[dict[str, Any], ...] = ()
+    """The manual-step inventory preflight built from the repo (kind, ns, name, needed_by)."""
+    notes: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+    recovery_round: int = 2
+    """The round whose time-to-ready is the headline: the scenario's last (2 for a rebuild)."""
+
+    @property
+    def manual_step_count(self) -> int:
+        return len(self.manual_steps)
+
+    def phases_in_round(self, round: int) -> tuple[PhaseRecord, ...]:
+        return tuple(p for p in self.phases if p.round == round)
+
+    def objects_in_round(self, round: int) -> tuple[ObjectRecord, ...]:
+        return tuple(o for o in self.objects if o.round == round)
+
+    @property
+    def recovery_manual_steps(self) -> tuple[ManualStep, ...]:
+        return tuple(m for m in self.manual_steps if m.round == self.recovery_round)
+
+    @property
+    def recovery_manual_time_s(self) -> float:
+        return sum(m.duration_s for m in self.recovery_manual_steps)
+
+    @property
+    def rto_margin_s(self) -> float | None:
+        """RTO target minus time-to-ready: positive is time to spare, negative is over."""
+        if self.rto_target_s is None or self.time_to_ready_s is None:
+            return None
+        return self.rto_target_s - self.time_to_ready_s
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["manual_step_count"] = self.manual_step_count
+        return data

@@ -1,0 +1,50 @@
+"""The local Git server with real git: clone works, push is refused, bad repos fail clearly."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from harness.errors import NotAGitRepoError
+from harness.gitserver import GitServer, resolve_revision
+from tests.conftest import git_commit_tree
+
+pytestmark = pytest.mark.unit
+
+
+def test_serves_the_commit_under_test_read_only(tmp_path):
+    src = tmp_path / "src"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.yaml").write_text("a: 1\n")
+    sha = git_commit_tree([tmp_path / "in"], src)
+    (src / "b.yaml").write_text("uncommitted: true\n")
+    rev = resolve_revision(src)
+    assert rev.sha == sha
+    with GitServer(rev, tmp_path / "srv") as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        clone = tmp_path / "clone"
+        subprocess.run(["git", "clone", "-q", server.url, str(clone)], check=True)
+        head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        assert head == sha
+        assert not (clone / "b.yaml").exists()
+        push = subprocess.run(["git", "-C", str(clone), "push", "origin", "HEAD:refs/heads/x"],
+                              capture_output=True, text=True)
+        assert push.returncode != 0 and "403" in push.stderr
+    assert not (tmp_path / "srv" / "repo.git").exists()
+
+
+def test_not_a_git_repo_is_named(tmp_path):
+    with pytest.raises(NotAGitRepoError) as err:
+        resolve_revision(tmp_path)
+    assert str(tmp_path) in str(err.value) and "git init" in str(err.value)
+
+
+def test_unknown_revision(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.yaml").write_text("a: 1\n")
+    git_commit_tree([tmp_path / "in"], tmp_path / "r")
+    with pytest.raises(NotAGitRepoError) as err:
+        resolve_revision(tmp_path / "r", "no-such-branch")
+    assert "no-such-branch" in str(err.value)
