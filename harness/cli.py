@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -100,21 +101,14 @@ def _cmd_drill(args: argparse.Namespace) -> int:
 
     drill = Drill(new_run_id())
     drill.listeners.append(progress.phase)
-    opts = _with_run_id(opts, drill.run_id)
+    opts = replace(opts, run_id=drill.run_id)
     report, report_dir = run_drill(opts, progress=progress, drill=drill)
     print_summary(report, report_dir)
     return 0 if report.verdict == "passed" else (1 if report.verdict == "failed" else 2)
 
 
-def _with_run_id(opts: object, run_id: str) -> object:
-    from dataclasses import replace
-
-    return replace(opts, run_id=run_id)  # type: ignore[type-var]
-
-
 def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdout) -> None:
-    recovery = [m for m in report.manual_steps if m.round == max(
-        (m.round for m in report.manual_steps), default=1)]
+    recovery = report.recovery_manual_steps
     ttr = f"{report.time_to_ready_s:.1f}s" if report.time_to_ready_s is not None else "n/a"
     rto = f" (RTO {report.rto_target_s:.0f}s)" if report.rto_target_s else ""
     out.write(f"verdict: {report.verdict.upper()}\n")
@@ -136,6 +130,23 @@ def _cmd_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from harness.gc import gc, parse_age
+
+    config = Config.from_env()
+    swept, alive = gc(config.runs_dir, older_than_s=parse_age(args.older_than),
+                      run_id=args.run_id, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for s in swept:
+        print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
+              + (f", {s.removed}" if s.removed else ""))
+    for rid in alive:
+        print(f"left alone: run {rid} is still running")
+    if not swept:
+        print("nothing to remove")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -144,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.tools_cli import add_tools_commands
 
     add_tools_commands(sub)
+    p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
+    p.add_argument("--older-than", default="0s", help="only runs older than this (e.g. 1h)")
+    p.add_argument("--run-id", help="only this run")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    p.set_defaults(func=_cmd_gc)
     p = sub.add_parser("providers", help="list the registered cluster providers")
     p.set_defaults(func=_cmd_providers)
     return parser

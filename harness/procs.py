@@ -22,6 +22,22 @@ from harness.errors import ProcessExitedError, ProviderError
 log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "DRDRILL_RUN_ID"
+OWNER_ENV = "DRDRILL_OWNER"
+"""`<pid>:<start ticks>` of the harness process that started the child (see harness.gc)."""
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), so a recycled pid is not mistaken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime), counted after the parenthesised command name (it may hold spaces).
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def owner_token() -> str:
+    return f"{os.getpid()}:{process_start_ticks(os.getpid())}"
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -78,7 +94,8 @@ class Supervisor:
               cwd: Path | None = None) -> Managed:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        full_env = {**os.environ, **(env or {}), RUN_ID_ENV: self.run_id}
+        full_env = {**os.environ, **(env or {}), RUN_ID_ENV: self.run_id,
+                    OWNER_ENV: owner_token()}
         log.debug("start %s: %s", name, " ".join(argv))
         with log_path.open("ab") as out:
             try:

@@ -30,8 +30,16 @@ from harness.config import Config
 from harness.converge import Converger, ConvergeResult
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill, outcome_of
-from harness.errors import ConfigError, DrillInterrupted, HarnessError, RolloutFailed, RTOExceeded
+from harness.errors import (
+    ConfigError,
+    DrillInterrupted,
+    HarnessError,
+    ReportError,
+    RolloutFailed,
+    RTOExceeded,
+)
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.gc import write_owner
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.providers import ClusterProvider, ProviderContext, get_provider
@@ -278,7 +286,7 @@ def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = No
     with _signals_raise():
         try:
             validate_options(opts)
-            workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_owner(workdir)  # `drdrill gc` leaves a live run alone
             for spec in SCENARIOS[opts.scenario].phases:
                 drill.round = spec.round
                 with drill.phase(spec.name, round=spec.round):
@@ -293,15 +301,24 @@ def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = No
                     verdict = "broken"
                 keep = opts.keep_cluster == "always" or (opts.keep_cluster == "on-failure"
                                                          and verdict != "passed")
-                with drill.phase("report", round=0):
-                    if state.provider is not None:
-                        _collect(state, drill.round)
-                    report = build_report(state, verdict, error)
-                    write_all(report, report_dir)
+                report_error: ReportError | None = None
+                try:
+                    with drill.phase("report", round=0):
+                        if state.provider is not None:
+                            _collect(state, drill.round)
+                        write_all(build_report(state, verdict, error), report_dir)
+                except ReportError as exc:  # teardown must still run
+                    report_error = exc
                 with drill.phase("teardown", round=0):
                     _teardown(state, keep=keep)
+                if report_error is not None:
+                    verdict, error = "broken", error or report_error
                 report = build_report(state, verdict, error)
-                write_all(report, report_dir)
+                try:
+                    write_all(report, report_dir)
+                except ReportError as exc:
+                    say(f"the report could not be written: {exc}")
+                    raise
     return report, report_dir
 
 
@@ -369,6 +386,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
                                                                                or ""),
         manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
         notes=notes,
+        recovery_round=last,
     )
 
 

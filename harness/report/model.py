@@ -129,4 +129,5 @@ class DrillReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["manual_step_count"] = self.manual_step_count
+        data["recovery_manual_step_count"] = len(self.recovery_manual_steps)
         return data

@@ -1,0 +1,248 @@
+"""A short Markdown report for a CI job summary or a PR comment: the headline first, then detail."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harness.report.model import DrillReport, ObjectRecord, PhaseRecord
+from harness.report.redact import redact, strip_control
+
+SLOWEST = 5
+_ERROR_IN_CELL = 100
+
+
+def render_markdown(report: DrillReport) -> str:
+    """The whole report as GitHub-flavoured Markdown, secrets redacted."""
+    parts = [
+        _headline(report),
+        _summary(report),
+        _phases(report.phases, report.recovery_round),
+        _slowest(report),
+        _critical_path(report),
+        _manual_steps(report),
+        _settings(report.settings),
+        _error(report.error),
+        _bullets("Notes", report.notes),
+        _diagnostics(report.diagnostics),
+    ]
+    return redact(strip_control("\n\n".join(p for p in parts if p) + "\n"))
+
+
+# -- formatting helpers (allure.py uses some of them too) -----------------------------------
+
+def fmt_seconds(seconds: float | None) -> str:
+    """`12.3s`, `4m 05.2s`, `1h 02m 05s`; `n/a` when there is no number."""
+    if seconds is None:
+        return "n/a"
+    sign, s = ("-" if seconds < 0 else ""), abs(seconds)
+    if s < 60:
+        return f"{sign}{s:.1f}s"
+    if s < 3600:
+        return f"{sign}{int(s // 60)}m {s % 60:04.1f}s"
+    return f"{sign}{int(s // 3600)}h {int(s % 3600 // 60):02d}m {int(s % 60):02d}s"
+
+
+def verdict_marker(verdict: str) -> str:
+    return f"**{verdict.upper()}**"
+
+
+def rto_text(report: DrillReport) -> str:
+    """TTR against the RTO in words: `RTO 5m 00.0s, 3m 35.8s to spare` or `..., over by 24.2s`."""
+    if report.rto_target_s is None:
+        return "no RTO target"
+    margin = report.rto_margin_s
+    rto = f"RTO {fmt_seconds(report.rto_target_s)}"
+    if margin is None:
+        return f"{rto}, not reached"
+    if margin >= 0:
+        return f"{rto}, {fmt_seconds(margin)} to spare"
+    return f"{rto}, **over by {fmt_seconds(-margin)}**"
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings as (`dotted.key`, text) pairs; lists become space-separated text."""
+    out: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out.append((name, " ".join(str(v) for v in value)))
+        else:
+            out.append((name, "" if value is None else str(value)))
+    return out
+
+
+def round_label(rnd: int, recovery_round: int) -> str:
+    if rnd == 0:
+        return "after"
+    if rnd == recovery_round:
+        return f"{rnd} (recovery)"
+    return f"{rnd} (first build)" if rnd == 1 else str(rnd)
+
+
+def cell(text: object) -> str:
+    """Text that is safe inside a table cell: pipes escaped, line breaks as `<br>`."""
+    value = str(text).replace("|", "\\|")
+    return re.sub(r"\r?\n", "<br>", value.strip())
+
+
+def code(text: object) -> str:
+    """An inline code span that survives backticks in `text`."""
+    value = str(text)
+    longest = max((len(m) for m in re.findall(r"`+", value)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _first_line(text: str | None, limit: int = _ERROR_IN_CELL) -> str:
+    lines = (text or "").strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# -- sections -------------------------------------------------------------------------------
+
+def _headline(r: DrillReport) -> str:
+    ttr = (f"time-to-ready **{fmt_seconds(r.time_to_ready_s)}**" if r.time_to_ready_s is not None
+           else "time-to-ready **not reached**")
+    steps = r.recovery_manual_steps
+    manual = f"**{len(steps)}** manual step{'' if len(steps) == 1 else 's'} in the recovery"
+    if steps:
+        spent = r.recovery_manual_time_s
+        share = (f", {spent / r.time_to_ready_s:.0%} of time-to-ready"
+                 if r.time_to_ready_s else "")
+        manual += f" ({fmt_seconds(spent)}{share})"
+    title = f"## drdrill: {code(r.scenario)} on {code(r.provider)}: {verdict_marker(r.verdict)}"
+    return f"{title}\n\n{verdict_marker(r.verdict)} · {ttr} · {rto_text(r)} · {manual}"
+
+
+def _summary(r: DrillReport) -> str:
+    recovery = r.objects_in_round(r.recovery_round)
+    rows: list[tuple[str, object]] = [
+        ("Verdict", verdict_marker(r.verdict)),
+        ("Scenario", r.scenario),
+        ("Provider", r.provider),
+        ("Cluster", code(r.cluster) if r.cluster else "n/a"),
+        ("Repository", code(r.repo)),
+        ("Revision", code(r.revision) if r.revision else "n/a"),
+        ("Run", code(r.run_id)),
+        ("Started", r.started_at),
+        ("Time-to-ready (recovery)", fmt_seconds(r.time_to_ready_s)),
+    ]
+    first = r.settings.get("first_build_ttr_s")
+    if isinstance(first, (int, float)) and r.recovery_round != 1:
+        rows.append(("Time-to-ready (first build)", fmt_seconds(float(first))))
+    rows += [
+        ("RTO target", rto_text(r) if r.rto_target_s is not None else "none"),
+        ("Manual steps (recovery / all)", f"{len(r.recovery_manual_steps)} / "
+                                          f"{r.manual_step_count}"),
+        ("Flux objects ready (recovery)", f"{sum(o.ready for o in recovery)} / {len(recovery)}"),
+    ]
+    return "### Summary\n\n" + _table(("", ""), rows)
+
+
+def _phases(phases: Sequence[PhaseRecord], recovery_round: int) -> str:
+    if not phases:
+        return "### Phases\n\nNo phase ran."
+
+    def outcome(p: PhaseRecord) -> str:
+        if p.outcome == "passed":
+            return "passed"
+        why = _first_line(p.error)
+        return f"**{p.outcome}**" + (f": {why}" if why else "")
+
+    rows = [(round_label(p.round, recovery_round), p.name, fmt_seconds(p.duration_s), outcome(p))
+            for p in phases]
+    return "### Phases\n\n" + _table(("Round", "Phase", "Duration", "Outcome"), rows)
+
+
+def _slowest(r: DrillReport) -> str:
+    objects = r.objects_in_round(r.recovery_round)
+    if not objects:
+        return ""
+
+    def key(o: ObjectRecord) -> tuple[int, float]:
+        # Never ready is the slowest of all.
+        return (0, 0.0) if o.ready_after_s is None else (1, -o.ready_after_s)
+
+    ranked = sorted(objects, key=key)[:SLOWEST]
+    rows = [(code(o.ref),
+             fmt_seconds(o.ready_after_s) if o.ready_after_s is not None
+             else "not ready" + (f": {_first_line(o.message)}" if o.message else ""),
+             ", ".join(o.depends_on) or "none")
+            for o in ranked]
+    more = len(objects) - len(ranked)
+    tail = f"\n\n{more} more in `report.json`." if more > 0 else ""
+    return (f"### Slowest objects (round {r.recovery_round})\n\n"
+            + _table(("Object", "Ready after", "Depends on"), rows) + tail)
+
+
+def _critical_path(r: DrillReport) -> str:
+    if not r.critical_path:
+        return ""
+    rows = [(code(h.ref), fmt_seconds(h.ready_after_s), fmt_seconds(h.waited_on_dependency_s),
+             fmt_seconds(h.reconcile_s)) for h in r.critical_path]
+    return ("### Critical path\n\n"
+            + _table(("Hop", "Ready at", "Waited on dependency", "Reconcile"), rows))
+
+
+def _manual_steps(r: DrillReport) -> str:
+    if not r.manual_steps:
+        return "### Manual steps\n\nNone."
+    rows = [(round_label(m.round, r.recovery_round), code(m.id), m.description, m.performed_by,
+             fmt_seconds(m.duration_s), "yes" if m.automatable else "no")
+            for m in r.manual_steps]
+    return "### Manual steps\n\n" + _table(
+        ("Round", "Step", "Description", "Performed by", "Duration", "Automatable"), rows)
+
+
+def _settings(settings: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    versions = settings.get("versions")
+    if isinstance(versions, Mapping) and versions:
+        out.append("### Versions\n\n" + _table(
+            ("Tool", "Version"), [(tool, code(v)) for tool, v in sorted(versions.items())]))
+    flux = settings.get("flux", settings.get("flux_flags"))
+    if isinstance(flux, Mapping) and flux:
+        out.append("### Flux settings\n\n" + "\n".join(
+            f"- {code(k)}: {code(v) if v else 'n/a'}" for k, v in flatten(flux)))
+    changes = settings.get("local_run_changes")
+    if isinstance(changes, (list, tuple)) and changes:
+        out.append(_bullets("Changed to run locally", [str(c) for c in changes]))
+    return "\n\n".join(out)
+
+
+def _error(error: str | None) -> str:
+    if not error:
+        return ""
+    longest = max((len(m) for m in re.findall(r"`{3,}", error)), default=2)
+    fence = "`" * (longest + 1)
+    return f"### Error\n\n{fence}text\n{error.rstrip()}\n{fence}"
+
+
+def _bullets(title: str, items: Sequence[str]) -> str:
+    if not items:
+        return ""
+    return f"### {title}\n\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _diagnostics(diagnostics: Mapping[str, str]) -> str:
+    if not diagnostics:
+        return ""
+
+    def link(label: str, path: str) -> str:
+        text = label.replace("[", "\\[").replace("]", "\\]")
+        target = f"<{path}>" if re.search(r"[\s()<>]", path) else path
+        return f"- [{text}]({target})"
+
+    return "### Diagnostics\n\n" + "\n".join(link(k, v) for k, v in sorted(diagnostics.items()))
