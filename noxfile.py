@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -51,3 +54,59 @@ def scenarios(session: nox.Session) -> None:
     session.run("drdrill", "tools", "ensure")
     session.run("pytest", "scenarios", "--alluredir", os.path.join("reports", "allure-results"),
                 *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Speed and memory goals of the embedded drill, as a table (python -m harness.bench)."""
+    _install(session)
+    session.run("drdrill", "tools", "ensure")
+    session.run("python", "-m", "harness.bench", *session.posargs)
+
+
+
+# The Allure command line from the npm registry: a zip of jars, no install scripts, no
+# dependencies, nothing downloaded when it runs; it needs Java 8+ on PATH.
+ALLURE_VERSION = "2.34.1"
+
+
+def _newest_results() -> list[Path]:
+    reports = Path("reports")
+    found = [p for p in (reports / "allure-results", *sorted(reports.glob("*/allure-results")))
+             if any(p.glob("*-result.json"))]
+    return [max(found, key=lambda p: p.stat().st_mtime)] if found else []
+
+
+@nox.session(python=PYTHON, default=False)
+def report(session: nox.Session) -> None:
+    """Allure HTML report (history carried) from the newest or the given allure-results dirs."""
+    results = [Path(a) for a in session.posargs] or _newest_results()
+    if not results:
+        session.error("no allure-results under reports/: run a drill first, or pass the folders")
+    if shutil.which("java") is None:
+        session.error("the Allure command line needs Java 8 or newer on PATH")
+    cache = Path(os.environ.get("DRDRILL_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drdrill")
+    home = cache / "allure"
+    allure = home / "node_modules" / ".bin" / "allure"
+    try:
+        package = home / "node_modules" / "allure-commandline" / "package.json"
+        have = json.loads(package.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError):
+        have = None
+    if have != ALLURE_VERSION:
+        session.run("npm", "install", "--prefix", str(home), "--no-audit", "--no-fund",
+                    f"allure-commandline@{ALLURE_VERSION}", external=True)
+    _install(session)
+    out = Path("reports", "allure-report")
+    # Allure's trend widgets read history/ from the results; the previous report keeps it.
+    session.run("python", "-c", "import sys; from pathlib import Path; "
+                "from harness.report.allure import carry_history; "
+                "n = len(carry_history(Path(sys.argv[1]), Path(sys.argv[2]))); "
+                "print(f'carried {n} history files from', sys.argv[1])",
+                str(out), str(results[0]))
+    # ALLURE_NO_ANALYTICS: without it the report's index.html loads Google Analytics.
+    session.run(str(allure), "generate", "--clean", *map(str, results), "-o", str(out),
+                external=True, env={"ALLURE_NO_ANALYTICS": "true"})
+    session.log(f"Allure report: {(out / 'index.html').resolve()} (serve it, e.g. "
+                f"`{allure} open {out}`: browsers do not let it load its data from file://)")

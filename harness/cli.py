@@ -125,8 +125,14 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
 def _cmd_providers(args: argparse.Namespace) -> int:
     from harness.providers import registry
 
-    for name in sorted(registry()):
-        print(name)
+    config = Config.from_env()
+    for name, factory in sorted(registry().items()):
+        check = getattr(factory, "availability", None)
+        if check is None:
+            print(f"{name:<10} unknown (the provider cannot check itself)")
+            continue
+        ok, why = check(config)
+        print(f"{name:<10} {'available' if ok else 'unavailable'}: {why}")
     return 0
 
 
@@ -170,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # urllib3 retries are the kubernetes client's business; their warnings are noise here.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         rc: int = args.func(args)
         return rc

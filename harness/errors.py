@@ -44,6 +44,7 @@ class HarnessError(Exception):
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.fix = fix
+        self.message = message
         super().__init__(f"{message}\n  fix: {fix}" if fix else message)
 
 
@@ -111,6 +112,7 @@ class RepoError(HarnessError):
         where = ", ".join(p for p in (f"file {self.file}" if self.file else "",
                                        f"object {obj}" if obj else "") if p)
         super().__init__(f"{message} ({where})" if where else message, fix=fix)
+        self.message = message
 
 
 class NotAGitRepoError(RepoError):

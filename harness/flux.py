@@ -77,7 +77,8 @@ class FluxRuntime:
             raise ProviderError(f"Flux controllers not resolved: {missing}",
                                 fix="run `drdrill tools ensure`")
         flux_dir = host.data_dir / "flux"
-        (flux_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        for sub in ("tmp", "artifacts"):
+            (flux_dir / sub).mkdir(parents=True, exist_ok=True)
         env = {
             "KUBECONFIG": str(self.provider.kubeconfig),
             "RUNTIME_NAMESPACE": FLUX_NAMESPACE,

@@ -80,10 +80,13 @@ def request(api: Any, method: str, path: str, *, body: Any = None,
     headers = {"Accept": "application/json"}
     if content_type:
         headers["Content-Type"] = content_type
-    resp = api.call_api(path, method, query_params=query or [], header_params=headers,
-                        body=body, auth_settings=["BearerToken"], _preload_content=False,
-                        _request_timeout=timeout_s)
-    raw = resp[0].data
+    serialized = api.param_serialize(method=method, resource_path=path, query_params=query or [],
+                                     header_params=headers, body=body,
+                                     auth_settings=["BearerToken"])
+    resp = api.call_api(*serialized, _request_timeout=timeout_s)
+    raw = resp.read()
+    if not 200 <= resp.status < 300:
+        raise ApiException(http_resp=resp)
     return json.loads(raw) if raw else {}
 
 
@@ -119,7 +122,7 @@ def load_yaml_docs(path: Path) -> Iterator[dict[str, Any]]:
     try:
         docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
-        raise ManifestError(f"invalid YAML: {exc}", file=path,
+        raise ManifestError(yaml_problem(exc), file=path,
                             fix="fix the YAML syntax (check indentation and brackets)") from exc
     for doc in docs:
         if isinstance(doc, dict) and doc:
@@ -127,6 +130,14 @@ def load_yaml_docs(path: Path) -> Iterator[dict[str, Any]]:
                 yield from (d for d in doc["items"] if isinstance(d, dict))
             else:
                 yield doc
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """`invalid YAML at line L, column C: <problem>` (1-based, as editors count)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"invalid YAML{where}: {problem}"
 
 
 def ensure_namespace(api: Any, name: str) -> None:

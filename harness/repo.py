@@ -154,6 +154,15 @@ class Renderer:
         self.kustomize = kustomize
 
     def render(self, path: Path, *, owner: str) -> list[dict[str, Any]]:
+        try:
+            return self._render(path, owner)
+        except ManifestError as exc:
+            if exc.obj:
+                raise
+            file = _rel(self.top, Path(exc.file)) if exc.file else _rel(self.top, path)
+            raise ManifestError(exc.message, file=file, obj=owner, fix=exc.fix) from exc
+
+    def _render(self, path: Path, owner: str) -> list[dict[str, Any]]:
         if _has_kustomization(path):
             return self._kustomize(path, owner)
         docs: list[dict[str, Any]] = []
@@ -161,7 +170,7 @@ class Renderer:
             if child.name.startswith("."):
                 continue
             if child.is_dir():
-                docs.extend(self.render(child, owner=owner))
+                docs.extend(self._render(child, owner))
             elif child.suffix in (".yaml", ".yml"):
                 docs.extend(d for d in load_yaml_docs(child)
                             if "apiVersion" in d and "kind" in d)
@@ -191,6 +200,23 @@ class Renderer:
 
 
 # -- analysis ------------------------------------------------------------------------------
+
+def _origin(top: Path, path: Path, kind: str, name: str) -> str:
+    """The file under `path` that defines kind/name (kustomize output forgets it)."""
+    for f in _yaml_files(path):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if name not in text or kind not in text:
+            continue
+        try:
+            docs = list(yaml.safe_load_all(text))
+        except yaml.YAMLError:
+            continue
+        for d in docs:
+            if isinstance(d, dict) and d.get("kind") == kind and \
+                    (d.get("metadata") or {}).get("name") == name:
+                return _rel(top, f)
+    return _rel(top, path)
+
 
 def _norm_path(top: Path, raw: str | None, *, obj: str, file: str) -> Path:
     candidate = (top / (raw or "./")).resolve()
@@ -233,7 +259,6 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoMode
             rendered_by[owner] = []
             continue
         seen_paths.add((path, target_ns))
-        rel = _rel(top, path)
         docs = renderer.render(path, owner=owner)
         rendered_by[owner] = docs
         for doc in docs:
@@ -254,19 +279,20 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoMode
             if ref == root_ref or ref == f"GitRepository/{FLUX_NAMESPACE}/{SYNC_NAME}":
                 continue  # the sync objects of a `flux bootstrap` repo; the drill's own stand in
             ks_path = None
+            origin = _origin(top, path, kind, name)
             if kind == "Kustomization":
                 src = spec.get("sourceRef") or {}
                 src_ns = src.get("namespace") or ns
                 if src.get("kind", "GitRepository") == "GitRepository" and \
                         src.get("name") == SYNC_NAME and src_ns == FLUX_NAMESPACE:
-                    target = _norm_path(top, spec.get("path"), obj=ref, file=rel)
+                    target = _norm_path(top, spec.get("path"), obj=ref, file=origin)
                     ks_path = _rel(top, target)
                     queue.append((ref, target, spec.get("targetNamespace")))
                 else:
                     notes.append(f"{ref} renders from {src.get('kind')}/{src_ns}/"
                                  f"{src.get('name')}, not the repo under test; not rendered in "
                                  "preflight")
-            objects[ref] = FluxObject(kind, ns, name, rel, deps, ks_path, spec)
+            objects[ref] = FluxObject(kind, ns, name, origin, deps, ks_path, spec)
 
     _check_dependencies(objects)
     if any(o.kind == "HelmRelease" for o in objects.values()):

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client as k8s
 
 from harness.config import Config
-from harness.converge import Converger, ConvergeResult
+from harness.converge import DEFAULT_KINDS, Converger, ConvergeResult
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill, outcome_of
 from harness.errors import (
@@ -229,7 +229,9 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 def converge(s: RunState, rnd: int) -> None:
     assert s.model is not None
-    expected = s.model.expected()
+    watched = {k.kind for k in DEFAULT_KINDS}
+    # HelmReleases need helm-controller, which this runtime does not run (preflight says so).
+    expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
         o.ref for o in s.model.objects if o.kind == "Kustomization" and o.path is None
         and o.source_file != "(drdrill bootstrap)")

@@ -18,12 +18,13 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from harness.config import Config
 from harness.errors import HarnessError, ProviderError
 from harness.kube import api_client
 from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
 from harness.procs import Supervisor, free_ports
 from harness.providers import ProviderContext
-from harness.tools import EMBEDDED_TOOLS, ResolvedTool
+from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, list_tools
 from harness.waits import http_ok, poll_until
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,19 @@ class EmbeddedProvider:
         self._ports: dict[str, int] = {}
         self._api: Any = None
         self.flags: dict[str, list[str]] = {}
+
+    @staticmethod
+    def availability(config: Config) -> tuple[bool, str]:
+        """Can a cluster start here now? (for `drdrill providers`; never builds anything)"""
+        tools = {t["name"]: t for t in list_tools(config)}
+        missing = [n for n in (*EMBEDDED_TOOLS, *FLUX_TOOLS)
+                   if tools.get(n, {}).get("path") is None]
+        if not missing:
+            return True, "all pinned binaries present"
+        if shutil.which(config.go):
+            return True, f"will build {', '.join(missing)} with Go on first use (minutes)"
+        return False, (f"missing {', '.join(missing)} and no Go to build them: pass --tools-dir "
+                       "or install Go")
 
     # -- ClusterProvider -------------------------------------------------------------------
     @property
@@ -93,7 +107,7 @@ class EmbeddedProvider:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def is_up(self) -> bool:
-        if not self._ports or self._pki is None:
+        if not self._ports or self._pki is None or not self._pki.ca.cert.exists():
             return False
         ok, _ = self._readyz()
         return ok and self._nodes_ready()[0]

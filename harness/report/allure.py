@@ -106,6 +106,32 @@ def write_allure_results(report: DrillReport, results_dir: Path, *,
     return results_dir
 
 
+def carry_history(previous_report_dir: Path, results_dir: Path) -> list[Path]:
+    """Copy `history/` of a previously generated Allure HTML report (or that `history/` folder
+    itself) into `results_dir/history`, so `allure generate` continues the trend widgets.
+
+    Return the files copied; none (and a log line) when there is no previous history. The files
+    go through `write_report_file` like every report file: redacted, written atomically.
+    """
+    source = previous_report_dir
+    if source.name != "history" or not source.is_dir():
+        source = previous_report_dir / "history"
+    try:
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix == ".json")
+    except OSError as exc:
+        log.info("allure: no history to carry from %s: %s", source, exc.strerror or exc)
+        return []
+    copied: list[Path] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("allure: not carrying %s: %s", path, exc)
+            continue
+        copied.append(write_report_file(results_dir / "history" / path.name, text))
+    return copied
+
+
 def environment_properties(report: DrillReport) -> str:
     """Allure's Environment widget: provider, tool versions and Flux settings, one per line."""
     pairs: list[tuple[str, str]] = [("provider", report.provider), ("cluster", report.cluster),

@@ -1,5 +1,5 @@
-"""Write a DrillReport to disk in every format: report.json (the contract), report.md, junit.xml
-and allure-results/.
+"""Write a DrillReport to disk in every format: report.json (the contract), report.md, junit.xml,
+index.html and allure-results/.
 
 `report.json` is written first so the file other tools read exists whenever possible; a writer
 that fails does not stop the others, and their failures are raised together at the end.
@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import ReportError
 from harness.report.allure import write_allure_results
+from harness.report.html import write_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
 from harness.report.model import DrillReport
@@ -51,8 +52,8 @@ def write_junit(report: DrillReport, out_dir: Path) -> Path:
 
 def write_all(report: DrillReport, out_dir: Path, *,
               attachments: Mapping[str, Path] | None = None) -> dict[str, Path]:
-    """Write every format into `out_dir`; return label (`json`, `markdown`, `junit`, `allure`)
-    -> path.
+    """Write every format into `out_dir`; return label (`json`, `markdown`, `junit`, `html`,
+    `allure`) -> path.
 
     Allure gets report.json, the diagnostics files and `attachments` (label -> file) attached.
     Raises one ReportError listing every writer that failed, after all of them were tried.
@@ -70,7 +71,7 @@ def write_all(report: DrillReport, out_dir: Path, *,
 
     writers: list[tuple[str, Callable[[DrillReport, Path], Path]]] = [
         ("json", write_json), ("markdown", write_markdown), ("junit", write_junit),
-        ("allure", allure),
+        ("html", write_html), ("allure", allure),
     ]
     written: dict[str, Path] = {}
     failures: list[tuple[str, Exception]] = []
@@ -82,12 +83,12 @@ def write_all(report: DrillReport, out_dir: Path, *,
                 log.exception("report writer %s failed", label)
             failures.append((label, exc))
     if failures:
-        raise _combined(out_dir, failures, written)
+        raise _combined(out_dir, failures, written, total=len(writers))
     return written
 
 
 def _combined(out_dir: Path, failures: list[tuple[str, Exception]],
-              written: Mapping[str, Path]) -> ReportError:
+              written: Mapping[str, Path], *, total: int) -> ReportError:
     lines = []
     fixes: list[str] = []
     for label, exc in failures:
@@ -98,7 +99,7 @@ def _combined(out_dir: Path, failures: list[tuple[str, Exception]],
         if fix and fix not in fixes:
             fixes.append(fix)
     done = ", ".join(f"{k} ({v})" for k, v in written.items()) or "nothing"
-    message = (f"{len(failures)} of 4 report writers failed in {out_dir}:\n" + "\n".join(lines)
-               + f"\n  written: {done}")
+    message = (f"{len(failures)} of {total} report writers failed in {out_dir}:\n"
+               + "\n".join(lines) + f"\n  written: {done}")
     return ReportError(message, fix="; ".join(fixes) or "see the errors above; the writers that "
                                                         "failed have a bug or bad input")

@@ -133,5 +133,5 @@ kind: Secret
 metadata: {{name: sops-age, namespace: flux-system}}
 stringData: {{age.agekey: "{age_identity()}"}}
 """))
-    rev, model, result = _converge_repo(tools, repo, "clusters/prod", tmp_path, inputs)
+    rev, _, result = _converge_repo(tools, repo, "clusters/prod", tmp_path, inputs)
     assert result.objects["Kustomization/flux-system/apps"].revision == f"main@sha1:{rev.sha}"

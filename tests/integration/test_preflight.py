@@ -89,7 +89,7 @@ def test_flux_bootstrap_repo_is_patched_to_run_locally(fixture_repo, kustomize):
 
 @pytest.mark.parametrize(("fixture", "error", "needles"), [
     ("broken-missing-path", MissingPathError, ["flux-system/apps", "./apps/development",
-                                               "clusters/dev"]),
+                                               "clusters/dev/apps.yaml"]),
     ("broken-cycle", DependencyCycleError, ["flux-system/a", "flux-system/b", "flux-system/c"]),
     ("broken-invalid-yaml", ManifestError, ["apps/dev/podinfo/deployment.yaml",
                                             "flux-system/apps"]),

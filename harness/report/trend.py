@@ -1,0 +1,403 @@
+"""Trends across drills: time-to-ready per phase of the recovery round and the manual-step count,
+run after run, read from the `*/report.json` files a history folder keeps (`reports/` by default).
+
+Regression rule (what `drdrill report trend` exits 1 for):
+    The latest run's time-to-ready (TTR) is compared with the median TTR of the previous runs
+    of the same scenario, provider, repo and cluster, taking the last `window` (default 7) of
+    those that converged. It is a REGRESSION when the latest TTR is above that median by more
+    than `threshold` percent (default 20) AND by more than `floor` seconds (default 5): both,
+    so a 3 s repo that takes 4 s does not flap, and a 20 min rebuild that takes 4 s longer is
+    not news. At least 2 previous converged runs are needed to compare at all. A latest run that
+    did not converge has no TTR and is not called a regression: its own verdict already failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.report.html import PHASE_COLOUR, nice_number_step, nice_step, short_seconds
+from harness.report.markdown import cell, fmt_seconds
+from harness.report.model import SCHEMA_VERSION
+from harness.report.redact import redact, write_report_file
+
+THRESHOLD_PCT = 20.0
+FLOOR_S = 5.0
+WINDOW = 7
+MIN_BASELINE = 2
+SHOWN = 30
+"""The chart and the table show the most recent runs only; the rule needs no more."""
+
+SVG_NAME = "trend.svg"
+MARKDOWN_NAME = "trend.md"
+
+# Phases of the recovery round that lie inside time-to-ready, in drill order.
+TTR_PHASES = ("provision", "bootstrap", "converge")
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One drill as the trend sees it."""
+
+    run_id: str
+    started_at: dt.datetime
+    verdict: str
+    ttr_s: float | None
+    phases: Mapping[str, float]
+    """Seconds per phase of the recovery round (`TTR_PHASES` only)."""
+    manual_steps: int
+    """Manual steps in the recovery round."""
+    key: tuple[str, str, str, str]
+    """(scenario, provider, repo, cluster): runs with another key are not compared."""
+    path: Path
+
+
+@dataclass(frozen=True)
+class Check:
+    """The regression rule applied to one run against the runs before it."""
+
+    point: RunPoint
+    baseline: tuple[RunPoint, ...]
+    median_s: float | None
+    limit_s: float | None
+    regression: bool
+    reason: str
+
+    @property
+    def delta_s(self) -> float | None:
+        if self.median_s is None or self.point.ttr_s is None:
+            return None
+        return self.point.ttr_s - self.median_s
+
+
+@dataclass
+class History:
+    points: list[RunPoint] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    other_keys: int = 0
+
+
+# -- reading --------------------------------------------------------------------------------
+
+def load_history(history: Path, *, warn: Callable[[str], None] = lambda _: None) -> History:
+    """Every readable `*/report.json` under `history`, ordered by `started_at`; the runs of
+    another scenario/provider/repo/cluster than the newest are counted, not kept.
+
+    Unreadable files and other schema versions are skipped with a `warn` line each.
+    """
+    out = History()
+    points: list[RunPoint] = []
+    for path in sorted(history.glob("*/report.json")):
+        try:
+            points.append(parse_report(path))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            out.skipped.append((path, reason))
+            warn(f"skipping {path}: {reason}")
+    points.sort(key=lambda p: (p.started_at, p.run_id))
+    if points:
+        key = points[-1].key
+        out.points = [p for p in points if p.key == key]
+        out.other_keys = len(points) - len(out.points)
+    return out
+
+
+def parse_report(path: Path) -> RunPoint:
+    """A RunPoint from one report.json; ValueError says what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a drdrill report (a JSON object was expected)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r}, this drdrill reads {SCHEMA_VERSION}")
+    started = _when(data.get("started_at"))
+    ttr = data.get("time_to_ready_s")
+    if ttr is not None and not _number(ttr):
+        raise ValueError(f"time_to_ready_s is {ttr!r}, not a number")
+    recovery = data.get("recovery_round", 2)
+    phases: dict[str, float] = {}
+    for p in data.get("phases") or ():
+        if (isinstance(p, Mapping) and p.get("round") == recovery and p.get("name") in TTR_PHASES
+                and _number(p.get("duration_s"))):
+            phases[str(p["name"])] = phases.get(str(p["name"]), 0.0) + float(p["duration_s"])
+    steps = [m for m in data.get("manual_steps") or ()
+             if isinstance(m, Mapping) and m.get("round", 1) == recovery]
+    return RunPoint(
+        run_id=str(data.get("run_id") or path.parent.name), started_at=started,
+        verdict=str(data.get("verdict", "?")), ttr_s=None if ttr is None else float(ttr),
+        phases=phases, manual_steps=len(steps),
+        key=(str(data.get("scenario", "")), str(data.get("provider", "")),
+             str(data.get("repo", "")), str(data.get("cluster", ""))),
+        path=path)
+
+
+def _number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _when(raw: object) -> dt.datetime:
+    if not isinstance(raw, str):
+        raise ValueError(f"started_at is {raw!r}, not an ISO-8601 time")
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"started_at {raw!r} is not an ISO-8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# -- the rule -------------------------------------------------------------------------------
+
+def check(points: Sequence[RunPoint], index: int = -1, *, threshold_pct: float = THRESHOLD_PCT,
+          floor_s: float = FLOOR_S, window: int = WINDOW) -> Check:
+    """Apply the regression rule (module docstring) to `points[index]`."""
+    index = index % len(points)
+    point = points[index]
+    baseline = tuple(p for p in points[:index] if p.ttr_s is not None)[-window:]
+    if point.ttr_s is None:
+        return Check(point, baseline, None, None, False,
+                     f"no time-to-ready (verdict {point.verdict}); nothing to compare")
+    if len(baseline) < MIN_BASELINE:
+        return Check(point, baseline, None, None, False,
+                     f"{len(baseline)} earlier converged run(s); at least {MIN_BASELINE} needed "
+                     "to compare")
+    median = statistics.median(p.ttr_s for p in baseline if p.ttr_s is not None)
+    limit = max(median * (1 + threshold_pct / 100), median + floor_s)
+    delta = point.ttr_s - median
+    pct = f"{delta / median:+.0%}" if median else "n/a"
+    words = (f"{fmt_seconds(point.ttr_s)} vs median {fmt_seconds(median)} of the previous "
+             f"{len(baseline)} run(s): {pct} ({'+' if delta >= 0 else ''}{fmt_seconds(delta)})")
+    if point.ttr_s > limit:
+        return Check(point, baseline, median, limit, True,
+                     f"REGRESSION: {words}; more than {threshold_pct:g}% and more than "
+                     f"{fmt_seconds(floor_s)} over the median")
+    return Check(point, baseline, median, limit, False,
+                 f"ok: {words}; a regression needs more than {fmt_seconds(limit)} "
+                 f"(+{threshold_pct:g}% and +{fmt_seconds(floor_s)})")
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+def render_markdown(history: History, checks: Sequence[Check]) -> str:
+    """The table of runs (newest last) with the verdict of the rule for the newest."""
+    points = history.points
+    shown = list(zip(points, checks, strict=True))[-SHOWN:]
+    latest = checks[-1]
+    lines = ["## drdrill trend", ""]
+    scenario, provider, repo, cluster = points[-1].key
+    lines.append(f"`{scenario}` on `{provider}`, repo `{repo}`"
+                 + (f", cluster `{cluster}`" if cluster else "")
+                 + f": {len(points)} run(s)" + (f", the last {len(shown)} shown"
+                                                if len(shown) < len(points) else ""))
+    lines += ["", f"**{latest.reason}**" if latest.regression else latest.reason, ""]
+    header = ["Started (UTC)", "Run", "Verdict", "TTR", *TTR_PHASES, "Manual steps",
+              "vs median"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for p, c in shown:
+        delta = c.delta_s
+        vs = "" if delta is None or c.median_s is None else (
+            f"{'+' if delta >= 0 else ''}{fmt_seconds(delta)} "
+            f"({delta / c.median_s:+.0%})" if c.median_s else f"{fmt_seconds(delta)}")
+        if c.regression:
+            vs = f"**{vs} REGRESSION**"
+        row = [p.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M"), f"`{p.run_id}`",
+               p.verdict, fmt_seconds(p.ttr_s) if p.ttr_s is not None else "not converged",
+               *(fmt_seconds(p.phases[n]) if n in p.phases else "" for n in TTR_PHASES),
+               str(p.manual_steps), vs]
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    notes = []
+    if history.other_keys:
+        notes.append(f"{history.other_keys} run(s) of another scenario, provider, repo or "
+                     "cluster were not compared.")
+    if history.skipped:
+        notes.append(f"{len(history.skipped)} unreadable report(s) skipped.")
+    lines += ["", *notes] if notes else []
+    return redact("\n".join(lines) + "\n")
+
+
+def render_svg(history: History, checks: Sequence[Check]) -> str:
+    """TTR per phase of the recovery round as stacked bars (one per run, oldest left), the
+    median and limit of the rule for the newest run, and the manual-step count under it."""
+    points = history.points[-SHOWN:]
+    checks = list(checks)[-SHOWN:]
+    width, left, right = 1000.0, 70.0, 30.0
+    top, ttr_h, gap, steps_h, label_h = 56.0, 260.0, 58.0, 90.0, 70.0
+    height = top + ttr_h + gap + steps_h + label_h
+    plot = width - left - right
+    slot = plot / max(len(points), 1)
+    bar = min(44.0, slot * 0.7)
+    stacks = [sum(p.phases.values()) for p in points]
+    latest = checks[-1] if checks else None
+    values = [*(p.ttr_s or 0.0 for p in points), *stacks, 1.0]
+    if latest and latest.limit_s:
+        values.append(latest.limit_s)
+    extent = max(values) * 1.12
+    base_y = top + ttr_h
+
+    def cx(i: int) -> float:
+        return left + slot * (i + 0.5)
+
+    def y(v: float) -> float:
+        return base_y - ttr_h * v / extent
+
+    out: list[str] = []
+    # Y axis (seconds) with grid.
+    step = nice_step(extent, 5)
+    for k in range(int(extent // step) + 1):
+        yv = y(k * step)
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{yv:.1f}" y2="{yv:.1f}" '
+                   f'class="grid"/><text x="{left - 6}" y="{yv + 4:.1f}" class="tick" '
+                   f'text-anchor="end">{short_seconds(k * step)}</text>')
+    out.append(f'<text x="{left}" y="{top - 10}" class="h">time-to-ready per phase of the '
+               f"recovery round</text>")
+    for i, p in enumerate(points):
+        x0 = cx(i) - bar / 2
+        acc = 0.0
+        for name in TTR_PHASES:
+            d = p.phases.get(name, 0.0)
+            if d <= 0:
+                continue
+            out.append(f'<rect x="{x0:.1f}" y="{y(acc + d):.1f}" width="{bar:.1f}" '
+                       f'height="{y(acc) - y(acc + d):.1f}" fill="{PHASE_COLOUR[name]}">'
+                       f"<title>{_esc(p.run_id)} {name}: {fmt_seconds(d)}</title></rect>")
+            acc += d
+        c = checks[i]
+        if p.ttr_s is None:
+            out.append(f'<text x="{cx(i):.1f}" y="{y(acc) - 6:.1f}" class="bad" '
+                       f'text-anchor="middle">no TTR</text>')
+        else:
+            cls = "bad" if c.regression else "val"
+            out.append(f'<circle cx="{cx(i):.1f}" cy="{y(p.ttr_s):.1f}" r="3.5" class="dot"/>')
+            if slot >= 34:
+                out.append(f'<text x="{cx(i):.1f}" y="{y(p.ttr_s) - 8:.1f}" class="{cls}" '
+                           f'text-anchor="middle">{fmt_seconds(p.ttr_s)}</text>')
+        if c.regression:
+            out.append(f'<rect x="{x0 - 3:.1f}" y="{y(p.ttr_s or acc) - 22:.1f}" '
+                       f'width="{bar + 6:.1f}" height="{base_y - y(p.ttr_s or acc) + 22:.1f}" '
+                       f'class="regr"><title>{_esc(c.reason)}</title></rect>')
+    # TTR line through the converged runs.
+    line = [f"{cx(i):.1f},{y(p.ttr_s):.1f}" for i, p in enumerate(points) if p.ttr_s is not None]
+    if len(line) > 1:
+        out.append(f'<polyline points="{" ".join(line)}" class="ttrline"/>')
+    if latest is not None and latest.median_s is not None and latest.limit_s is not None:
+        first = len(points) - 1 - len(latest.baseline)
+        xa, xb = cx(max(first, 0)) - slot / 2, width - right
+        for value, cls, text in ((latest.median_s, "median", "median"),
+                                 (latest.limit_s, "limit", "regression above")):
+            out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{y(value):.1f}" '
+                       f'y2="{y(value):.1f}" class="{cls}"/><text x="{xa + 3:.1f}" '
+                       f'y="{y(value) - 4:.1f}" class="{cls}l">{text} '
+                       f"{fmt_seconds(value)}</text>")
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{base_y}" y2="{base_y}" '
+               f'class="axis"/>')
+    # Legend.
+    lx = left + 330
+    for name in TTR_PHASES:
+        out.append(f'<rect x="{lx}" y="{top - 22}" width="10" height="10" '
+                   f'fill="{PHASE_COLOUR[name]}"/><text x="{lx + 14}" y="{top - 13}" '
+                   f'class="tick">{name}</text>')
+        lx += 90
+    out.append(f'<circle cx="{lx + 5}" cy="{top - 17}" r="3.5" class="dot"/>'
+               f'<text x="{lx + 14}" y="{top - 13}" class="tick">time-to-ready</text>')
+    # Manual steps panel.
+    s_top = base_y + gap
+    s_base = s_top + steps_h
+    most = max((p.manual_steps for p in points), default=0)
+    s_extent = max(most, 1) * 1.25
+    s_step = max(1.0, nice_number_step(s_extent, 3))
+    out.append(f'<text x="{left}" y="{s_top - 10}" class="h">manual steps in the recovery'
+               f"</text>")
+    for k in range(int(s_extent // s_step) + 1):
+        yv = s_base - steps_h * k * s_step / s_extent
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{yv:.1f}" y2="{yv:.1f}" '
+                   f'class="grid"/><text x="{left - 6}" y="{yv + 4:.1f}" class="tick" '
+                   f'text-anchor="end">{k * s_step:g}</text>')
+    pts = [(cx(i), s_base - steps_h * p.manual_steps / s_extent) for i, p in enumerate(points)]
+    if len(pts) > 1:
+        out.append('<polyline points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
+                   + '" class="stepline"/>')
+    for (a, b), p in zip(pts, points, strict=True):
+        out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" class="stepdot"><title>'
+                   f"{_esc(p.run_id)}: {p.manual_steps}</title></circle>")
+        if slot >= 24:
+            out.append(f'<text x="{a:.1f}" y="{b - 7:.1f}" class="val" text-anchor="middle">'
+                       f"{p.manual_steps}</text>")
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{s_base}" y2="{s_base}" '
+               f'class="axis"/>')
+    # Run labels under both panels.
+    every = max(1, math.ceil(60 / slot))
+    for i, p in enumerate(points):
+        if (len(points) - 1 - i) % every:
+            continue
+        stamp = p.started_at.astimezone(dt.UTC).strftime("%m-%d %H:%M")
+        out.append(f'<text transform="translate({cx(i):.1f},{s_base + 14}) rotate(-30)" '
+                   f'class="tick" text-anchor="end">{stamp}</text>')
+    title = (f"drdrill trend: {points[-1].key[0]} on {points[-1].key[1]}" if points
+             else "drdrill trend")
+    head = (f'<text x="{left}" y="20" class="t">{_esc(title)}</text>'
+            + (f'<text x="{width - right}" y="20" class="{"bad" if latest.regression else "val"}'
+               f'" text-anchor="end">{_esc(latest.reason[:110])}</text>' if latest else ""))
+    return redact(
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'width="{width:.0f}" height="{height:.0f}" role="img"><title>{_esc(title)}</title>'
+        f"<style>{_SVG_CSS}</style>"
+        f'<rect width="100%" height="100%" fill="#fff"/>{head}{"".join(out)}</svg>\n')
+
+
+def _esc(text: str) -> str:
+    return html.escape(redact(text), quote=True)
+
+
+_SVG_CSS = (
+    "text{font-family:system-ui,'Liberation Sans',sans-serif;font-size:12px;fill:#1f2328}"
+    ".t{font-size:15px;font-weight:600}.h{font-size:13px;font-weight:600}"
+    ".tick{font-size:11px;fill:#59636e}.val{font-size:11px;fill:#59636e}"
+    ".bad{font-size:11px;fill:#cf222e;font-weight:700}"
+    ".grid{stroke:#eaeef2}.axis{stroke:#8c959f}"
+    ".dot{fill:#1f2328}.ttrline{fill:none;stroke:#1f2328;stroke-width:1.5}"
+    ".median{stroke:#57606a;stroke-dasharray:2 3;stroke-width:1.5}"
+    ".limit{stroke:#cf222e;stroke-dasharray:6 3;stroke-width:1.5}"
+    ".medianl{font-size:11px;fill:#57606a}.limitl{font-size:11px;fill:#cf222e}"
+    ".regr{fill:none;stroke:#cf222e;stroke-width:2}"
+    ".stepline{fill:none;stroke:#bf8700;stroke-width:1.5}.stepdot{fill:#bf8700}"
+)
+
+
+def run_trend(history_dir: Path, out_dir: Path | None = None, *,
+              threshold_pct: float = THRESHOLD_PCT, floor_s: float = FLOOR_S,
+              window: int = WINDOW, print_out: Callable[[str], None] = print,
+              warn: Callable[[str], None] = print) -> int:
+    """Read the history, write `trend.svg` and `trend.md`, print the table; 1 on a regression,
+    2 when there is nothing to read, else 0."""
+    if not history_dir.is_dir():
+        warn(f"drdrill: no history folder {history_dir} (pass --history DIR)")
+        return 2
+    history = load_history(history_dir, warn=lambda line: warn(f"drdrill: warning: {line}"))
+    if not history.points:
+        warn(f"drdrill: no readable */report.json under {history_dir}")
+        return 2
+    checks = [check(history.points, i, threshold_pct=threshold_pct, floor_s=floor_s,
+                    window=window) for i in range(len(history.points))]
+    out = out_dir or history_dir
+    text = render_markdown(history, checks)
+    write_report_file(out / MARKDOWN_NAME, text)
+    svg = write_report_file(out / SVG_NAME, render_svg(history, checks))
+    print_out(text.rstrip("\n"))
+    print_out(f"\nwrote {out / MARKDOWN_NAME} and {svg}")
+    return 1 if checks[-1].regression else 0
+
+
+__all__ = ["Check", "History", "RunPoint", "check", "load_history", "parse_report",
+           "render_markdown", "render_svg", "run_trend"]

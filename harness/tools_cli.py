@@ -1,0 +1,68 @@
+"""`drdrill tools ensure|list`: resolve (and if needed build) the pinned binaries, or show them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.config import Config
+from harness.tools import TOOL_NAMES, ensure_tools, flux_crds, list_tools
+
+
+def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """Register `tools ensure` and `tools list` on a CLI's subparsers; each sets `func(args)`."""
+    tools: argparse.ArgumentParser = subparsers.add_parser(
+        "tools", help="the pinned binaries: find or build them, list where they come from",
+        description="Binaries are pinned in harness/tools.toml and resolved in this order: "
+                    "--tools-dir (DRDRILL_TOOLS_DIR), PATH at the pinned version, the cache, "
+                    "a build from the Go module proxy with the machine's Go.")
+    sub = tools.add_subparsers(dest="tools_command", metavar="{ensure,list}", required=True)
+
+    ensure = sub.add_parser("ensure", help="resolve every pinned binary, building missing ones")
+    ensure.add_argument("--tools-dir", type=Path, metavar="DIR",
+                        help="a folder holding the pinned binaries (checked first)")
+    ensure.add_argument("--only", nargs="+", action="extend", metavar="NAME",
+                        choices=TOOL_NAMES, help="only these tools (default: all)")
+    ensure.set_defaults(func=cmd_ensure)
+
+    listing = sub.add_parser("list", help="show where each pinned binary resolves; never builds")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.add_argument("--tools-dir", type=Path, metavar="DIR",
+                         help="a folder holding the pinned binaries (checked first)")
+    listing.set_defaults(func=cmd_list)
+    return tools
+
+
+def _progress(line: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+def cmd_ensure(args: argparse.Namespace) -> int:
+    """Resolve the tools (and the Flux CRDs when all tools are wanted); print one line each."""
+    config = Config.from_env(tools_dir=args.tools_dir)
+    only: list[str] | None = args.only
+    resolved = ensure_tools(config, only, progress=_progress)
+    width = max(len(n) for n in resolved)
+    for tool in resolved.values():
+        print(f"{tool.name:<{width}}  {tool.version:<9}  {tool.source:<5}  {tool.path}")
+    if only is None:
+        crds = flux_crds(config, progress=_progress)
+        print(f"{'flux-crds':<{width}}  {len(crds)} files in {crds[0].parent}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print where each tool resolves; exit 1 if any is missing."""
+    rows = list_tools(Config.from_env(tools_dir=args.tools_dir))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(str(r["name"])) for r in rows)
+        for r in rows:
+            where = r["path"] or (r["error"] or "").splitlines()[0] or "-"
+            print(f"{r['name']:<{width}}  {r['version']:<9}  {r['source']:<7}  {where}")
+    return 0 if all(r["source"] != "missing" for r in rows) else 1
