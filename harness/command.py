@@ -103,5 +103,7 @@ def run_streaming(cmd: Command, sink: Path, *, fix: str | None = None,
             proc.kill()
             proc.wait()
             raise
+        finally:
+            proc.stdout.close()
     if rc != 0:
         raise CommandError(cmd.argv, rc, "", "".join(tail), fix=fix)

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import ProviderError
 from harness.kube import apply_all, ensure_namespace, load_yaml_docs, wait_crds_established
-from harness.providers import ClusterProvider, SupportsHostProcesses
+from harness.providers import ClusterProvider, SupportsFluxInstall, SupportsHostProcesses
 from harness.tools import FLUX_TOOLS, ResolvedTool
 from harness.waits import http_ok, poll_until
 
@@ -64,7 +64,11 @@ class FluxRuntime:
         apply_all(self.api, docs, source="flux CRDs")
         ensure_namespace(self.api, FLUX_NAMESPACE)
         wait_crds_established(self.api, crd_names, timeout_s=self.startup_timeout_s)
-        self._start_controllers()
+        if isinstance(self.provider, SupportsFluxInstall):
+            self.controller_flags.update(self.provider.install_flux(
+                self.api, self.tools, list(self.crds), self.settings))
+        else:
+            self._start_controllers()
 
     def _start_controllers(self) -> None:
         host = self.provider

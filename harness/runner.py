@@ -42,7 +42,12 @@ from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gc import write_owner
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
-from harness.providers import ClusterProvider, ProviderContext, get_provider
+from harness.providers import (
+    ClusterProvider,
+    ProviderContext,
+    SupportsGitAccess,
+    get_provider,
+)
 from harness.repo import RepoModel, SuppliedInputs, analyze, check_inputs, load_inputs
 from harness.report.model import DrillReport, ObjectRecord, Verdict
 from harness.report.writers import write_all
@@ -222,7 +227,9 @@ def bootstrap(s: RunState, rnd: int) -> None:
                              performed_by="drdrill"):
         s.flux = FluxRuntime(s.provider, s.api, s.tools, s.crds, s.opts.flux)
         s.flux.install()
-        apply_all(s.api, sync_objects(url=s.git.url, branch=s.rev.branch,
+        url = s.provider.git_url(s.git.url) if isinstance(s.provider, SupportsGitAccess) \
+            else s.git.url
+        apply_all(s.api, sync_objects(url=url, branch=s.rev.branch,
                                       path=s.model.cluster_path, settings=s.opts.flux,
                                       patches=s.model.sync_patches), source="drdrill sync")
 

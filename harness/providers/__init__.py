@@ -79,6 +79,24 @@ class SupportsHostProcesses(Protocol):
 
 
 @runtime_checkable
+class SupportsFluxInstall(Protocol):
+    """A provider that installs Flux its own way (in-cluster Deployments, processes on a remote
+    host) instead of host processes beside the harness."""
+
+    def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
+                     settings: Any) -> dict[str, Any]:
+        """Install the pinned Flux CRDs and controllers; return the controller flags used."""
+
+
+@runtime_checkable
+class SupportsGitAccess(Protocol):
+    """A provider whose Flux cannot reach the harness's loopback Git server directly."""
+
+    def git_url(self, local_url: str) -> str:
+        """A URL for `local_url` that the cluster's source-controller can reach (a tunnel)."""
+
+
+@runtime_checkable
 class SupportsNodeFailure(Protocol):
     """A provider that can take a node away and bring it back."""
 

@@ -128,10 +128,11 @@ def _section(anchor: str, title: str, body: str) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
     """Cells are HTML already (callers escape)."""
-    head = "".join(f"<th>{h}</th>" for h in header)
+    head = ("<thead><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr></thead>\n"
+            if any(header) else "")
     body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    return f"<table{klass}>\n{head}<tbody>\n{body}\n</tbody>\n</table>"
 
 
 def _badge(outcome: str) -> str:
@@ -140,6 +141,11 @@ def _badge(outcome: str) -> str:
 
 def _code(text: object) -> str:
     return f"<code>{esc(text)}</code>"
+
+
+def _ref(ref: str) -> str:
+    """An object reference as code that may wrap after its slashes."""
+    return "<code>" + "/<wbr>".join(esc(part) for part in ref.split("/")) + "</code>"
 
 
 def _object_label(ref: str) -> str:
@@ -165,7 +171,10 @@ def _banner(r: DrillReport) -> str:
                 else f", {fmt_seconds(-margin)} over the RTO")
     why = ""
     if r.verdict != "passed" and r.error:
-        why = f'<p class="why">{esc(r.error.strip().splitlines()[0])}</p>'
+        lines = [line.strip() for line in r.error.strip().splitlines() if line.strip()]
+        # "X failed:" alone says little; the line after it names what.
+        shown = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+        why = f'<p class="why">{esc(truncate(shown, 200))}</p>'
     steps = r.recovery_manual_steps
     share = (f" · {r.recovery_manual_time_s / r.time_to_ready_s:.0%} of TTR"
              if steps and r.time_to_ready_s else "")
@@ -180,7 +189,8 @@ def _banner(r: DrillReport) -> str:
         ("Flux objects ready", f"{sum(o.ready for o in objs)} / {len(objs)}"),
     ]
     tile_html = "".join(f'<div class="tile"><div class="k">{esc(k)}</div>'
-                        f'<div class="v">{esc(v)}</div></div>' for k, v in tiles)
+                        f'<div class="v{" bad" if v.startswith("-") else ""}">{esc(v)}</div>'
+                        "</div>" for k, v in tiles)
     return (f'<header class="banner" style="background:{colour}">\n'
             f'<div class="verdict" id="verdict">{esc(r.verdict.upper())}</div>\n'
             f"<div><h1>{esc(r.scenario)} on {esc(r.provider)}</h1>\n"
@@ -482,7 +492,7 @@ def _objects_table(r: DrillReport, rnd: int, critical: Mapping[str, CriticalHop]
         state = (esc(fmt_seconds(o.ready_after_s)) if o.ready and o.ready_after_s is not None
                  else '<span class="bad">not ready</span>'
                  + (f": {esc(o.message)}" if o.message else ""))
-        ref = _code(o.ref) + (' <span class="crit">critical</span>' if o.ref in critical else "")
+        ref = _ref(o.ref) + (' <span class="crit">critical</span>' if o.ref in critical else "")
         rows.append((ref, esc(fmt_seconds(o.first_seen_s)), state,
                      esc(", ".join(o.depends_on)) or "none", _code(o.revision or "none")))
     table = _table(("Object", "Applied (first seen)", "Ready", "Depends on", "Revision"), rows)
@@ -562,10 +572,10 @@ def _where_the_time_went(r: DrillReport) -> str:
         kind = h.ref.partition("/")[0]
         requeue_part = (min(h.reconcile_s, requeue_s) if requeue_s is not None
                         and (h.waited_on_dependency_s > 0 or i > 0) else None)
-        split = ("" if requeue_part is None else
+        split = ("no dependency re-check" if requeue_part is None else
                  f"up to {esc(fmt_seconds(requeue_part))} requeue, at least "
                  f"{esc(fmt_seconds(h.reconcile_s - requeue_part))} apply + health checks")
-        rows.append((_code(h.ref), esc(fmt_seconds(h.ready_after_s)),
+        rows.append((_ref(h.ref), esc(fmt_seconds(h.ready_after_s)),
                      esc(fmt_seconds(h.waited_on_dependency_s)), esc(fmt_seconds(h.reconcile_s)),
                      split, _bound_by(kind, requeue, waited=h.waited_on_dependency_s > 0 or i > 0)))
     parts.append(_table(("Hop", "Ready at", "Waited on dependency", "Reconcile",
@@ -636,7 +646,7 @@ def _manual_steps(r: DrillReport) -> str:
                      f"recovery took {esc(fmt_seconds(spent))}{esc(share)}; {autom} could be "
                      f"automated.</p>")
     rows = []
-    for m in r.manual_steps:
+    for m in sorted(r.manual_steps, key=lambda m: (m.round == 0, m.round)):
         in_ttr = m.round == r.recovery_round and ttr
         share_cell = ""
         if in_ttr and ttr:
@@ -666,16 +676,19 @@ def _settings(settings: Mapping[str, Any]) -> str:
     if isinstance(versions, Mapping) and versions:
         sources = settings.get("tool_sources")
         sources = sources if isinstance(sources, Mapping) else {}
-        tools = [(esc(tool), _code(v), esc(sources.get(tool, "")))
+        tools = [(esc(tool), _code(v), *((esc(sources.get(tool, "")),) if sources else ()))
                  for tool, v in sorted(versions.items())]
-        parts.append("<h3>Versions</h3>\n" + _table(("Tool", "Version", "From"), tools))
+        header = ("Tool", "Version", "From") if sources else ("Tool", "Version")
+        parts.append("<h3>Versions</h3>\n" + _table(header, tools))
     for key, title in (("flux", "Flux settings"), ("flux_flags", "Flux settings"),
                        ("provider", "Provider")):
         value = settings.get(key)
         if isinstance(value, Mapping) and value:
             rows = [(_code(k), _code(v) if v else "n/a") for k, v in flatten(value)]
             parts.append(f"<h3>{esc(title)}</h3>\n" + _table(("Setting", "Value"), rows, "kv"))
-    shown = {"versions", "tool_sources", "flux", "flux_flags", "provider", "local_run_changes"}
+    # first_build_ttr_s is drawn in "Time-to-ready vs RTO".
+    shown = {"versions", "tool_sources", "flux", "flux_flags", "provider", "local_run_changes",
+             "first_build_ttr_s"}
     other = {k: v for k, v in settings.items() if k not in shown}
     if other:
         rows = [(_code(k), _code(v) if v != "" else "n/a") for k, v in flatten(other)]
@@ -734,12 +747,13 @@ monospace;font-size:13px;background:rgba(0,0,0,.18);padding:4px 8px;border-radiu
 .tiles{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .tile{flex:1 1 160px;border:1px solid var(--line);border-radius:6px;padding:8px 12px;
 background:var(--bg)}.tile .k{color:var(--muted);font-size:12px;text-transform:uppercase;
-letter-spacing:.4px}.tile .v{font-size:20px;font-weight:600}
+letter-spacing:.4px}.tile .v{font-size:20px;font-weight:600}.tile .v.bad{color:#cf222e}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}
 th,td{border:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
-th{background:var(--bg)}table.kv td:first-child{width:240px;color:var(--muted)}
+th{background:var(--bg)}table.kv td:first-child{width:1%;white-space:nowrap;color:var(--muted)}
+table.hops td:first-child{width:26%}table.hops td:nth-child(n+2):nth-child(-n+4){white-space:nowrap}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
-code{background:var(--bg);padding:1px 4px;border-radius:4px;word-break:break-all}
+code{background:var(--bg);padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
 pre.error{background:#ffebe9;border:1px solid #ff8182;padding:10px;white-space:pre-wrap;
 word-break:break-word;border-radius:6px}
 .err{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px;color:#a40e26}
@@ -752,6 +766,8 @@ svg.chart{width:100%;height:auto;display:block;margin:6px 0}
 svg text{font-family:system-ui,"Liberation Sans",sans-serif;font-size:12px;fill:#1f2328}
 svg .tick{font-size:11px;fill:#59636e}svg .grid{stroke:#eaeef2}svg .axis{stroke:#8c959f}
 svg .lbl{font-size:12px}svg .crit-l{fill:#d1242f;font-weight:600}
+svg .val,svg .rtol,svg .ttrl,svg .bandl{paint-order:stroke;stroke:#fff;stroke-width:3px;
+stroke-linejoin:round}
 svg .val{font-size:11px;fill:#59636e}svg .val.bad,svg .bad{fill:#cf222e;font-weight:600}
 svg .ttrband{fill:#2da44e;opacity:.08}svg .bandl{font-size:11px;fill:#59636e}
 svg .rto{stroke:#cf222e;stroke-dasharray:5 3;stroke-width:1.5}

@@ -22,7 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.report.html import PHASE_COLOUR, nice_number_step, nice_step, short_seconds
+from harness.report.html import (
+    PHASE_COLOUR,
+    nice_number_step,
+    nice_step,
+    short_seconds,
+    truncate,
+)
 from harness.report.markdown import cell, fmt_seconds
 from harness.report.model import SCHEMA_VERSION
 from harness.report.redact import redact, write_report_file
@@ -232,15 +238,14 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
     median and limit of the rule for the newest run, and the manual-step count under it."""
     points = history.points[-SHOWN:]
     checks = list(checks)[-SHOWN:]
-    width, left, right = 1000.0, 70.0, 30.0
-    top, ttr_h, gap, steps_h, label_h = 56.0, 260.0, 58.0, 90.0, 70.0
+    width, left, right = 1000.0, 70.0, 130.0
+    top, ttr_h, gap, steps_h, label_h = 84.0, 260.0, 58.0, 90.0, 70.0
     height = top + ttr_h + gap + steps_h + label_h
     plot = width - left - right
     slot = plot / max(len(points), 1)
     bar = min(44.0, slot * 0.7)
-    stacks = [sum(p.phases.values()) for p in points]
     latest = checks[-1] if checks else None
-    values = [*(p.ttr_s or 0.0 for p in points), *stacks, 1.0]
+    values = [*(p.ttr_s or 0.0 for p in points), *(sum(p.phases.values()) for p in points), 1.0]
     if latest and latest.limit_s:
         values.append(latest.limit_s)
     extent = max(values) * 1.12
@@ -253,72 +258,85 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
         return base_y - ttr_h * v / extent
 
     out: list[str] = []
-    # Y axis (seconds) with grid.
+    title = (f"drdrill trend: {points[-1].key[0]} on {points[-1].key[1]}" if points
+             else "drdrill trend")
+    out.append(f'<text x="{left}" y="22" class="t">{_esc(title)}</text>')
+    if latest is not None:
+        out.append(f'<text x="{left}" y="44" class="{"bad" if latest.regression else "val"}">'
+                   f"{_esc(truncate(latest.reason, 150))}</text>")
+    out.append(f'<text x="{left}" y="{top - 14}" class="h">time-to-ready per phase of the '
+               f"recovery round</text>")
+    legend = [(PHASE_COLOUR[name], name) for name in TTR_PHASES]
+    lx = width - right
+    for colour, name in [*reversed(legend)]:
+        lx -= 14 + 7 * len(name) + 14
+        out.append(f'<rect x="{lx:.0f}" y="{top - 24}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{lx + 14:.0f}" y="{top - 15}" class="tick">{name}</text>')
+    lx -= 110
+    out.append(f'<circle cx="{lx + 5:.0f}" cy="{top - 19}" r="3.5" class="dot"/>'
+               f'<text x="{lx + 14:.0f}" y="{top - 15}" class="tick">time-to-ready</text>')
     step = nice_step(extent, 5)
     for k in range(int(extent // step) + 1):
         yv = y(k * step)
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{yv:.1f}" y2="{yv:.1f}" '
                    f'class="grid"/><text x="{left - 6}" y="{yv + 4:.1f}" class="tick" '
                    f'text-anchor="end">{short_seconds(k * step)}</text>')
-    out.append(f'<text x="{left}" y="{top - 10}" class="h">time-to-ready per phase of the '
-               f"recovery round</text>")
-    for i, p in enumerate(points):
+    for i, (p, c) in enumerate(zip(points, checks, strict=True)):
         x0 = cx(i) - bar / 2
         acc = 0.0
+        faded = "" if p.ttr_s is not None else ' opacity="0.45"'
         for name in TTR_PHASES:
             d = p.phases.get(name, 0.0)
-            if d <= 0:
-                continue
-            out.append(f'<rect x="{x0:.1f}" y="{y(acc + d):.1f}" width="{bar:.1f}" '
-                       f'height="{y(acc) - y(acc + d):.1f}" fill="{PHASE_COLOUR[name]}">'
-                       f"<title>{_esc(p.run_id)} {name}: {fmt_seconds(d)}</title></rect>")
-            acc += d
-        c = checks[i]
+            if d > 0:
+                out.append(f'<rect x="{x0:.1f}" y="{y(acc + d):.1f}" width="{bar:.1f}" '
+                           f'height="{y(acc) - y(acc + d):.1f}" fill="{PHASE_COLOUR[name]}"'
+                           f"{faded}><title>{_esc(p.run_id)} {name}: {fmt_seconds(d)}</title>"
+                           "</rect>")
+                acc += d
         if p.ttr_s is None:
             out.append(f'<text x="{cx(i):.1f}" y="{y(acc) - 6:.1f}" class="bad" '
                        f'text-anchor="middle">no TTR</text>')
-        else:
-            cls = "bad" if c.regression else "val"
-            out.append(f'<circle cx="{cx(i):.1f}" cy="{y(p.ttr_s):.1f}" r="3.5" class="dot"/>')
-            if slot >= 34:
-                out.append(f'<text x="{cx(i):.1f}" y="{y(p.ttr_s) - 8:.1f}" class="{cls}" '
-                           f'text-anchor="middle">{fmt_seconds(p.ttr_s)}</text>')
+            continue
+        out.append(f'<circle cx="{cx(i):.1f}" cy="{y(p.ttr_s):.1f}" r="3.5" class="dot">'
+                   f"<title>{_esc(p.run_id)}: {fmt_seconds(p.ttr_s)}</title></circle>")
+        if slot >= 34:
+            out.append(f'<text x="{cx(i):.1f}" y="{y(p.ttr_s) - 8:.1f}" '
+                       f'class="{"bad" if c.regression else "val"}" text-anchor="middle">'
+                       f"{fmt_seconds(p.ttr_s)}</text>")
         if c.regression:
-            out.append(f'<rect x="{x0 - 3:.1f}" y="{y(p.ttr_s or acc) - 22:.1f}" '
-                       f'width="{bar + 6:.1f}" height="{base_y - y(p.ttr_s or acc) + 22:.1f}" '
-                       f'class="regr"><title>{_esc(c.reason)}</title></rect>')
-    # TTR line through the converged runs.
-    line = [f"{cx(i):.1f},{y(p.ttr_s):.1f}" for i, p in enumerate(points) if p.ttr_s is not None]
-    if len(line) > 1:
-        out.append(f'<polyline points="{" ".join(line)}" class="ttrline"/>')
+            top_y = min(y(p.ttr_s), y(acc)) - 22
+            out.append(f'<rect x="{x0 - 3:.1f}" y="{top_y:.1f}" width="{bar + 6:.1f}" '
+                       f'height="{base_y - top_y:.1f}" class="regr"><title>{_esc(c.reason)}'
+                       "</title></rect>")
+    # The TTR line, broken where a run did not converge.
+    run: list[str] = []
+    for i, maybe in enumerate([*points, None]):
+        if maybe is not None and maybe.ttr_s is not None:
+            run.append(f"{cx(i):.1f},{y(maybe.ttr_s):.1f}")
+            continue
+        if len(run) > 1:
+            out.append(f'<polyline points="{" ".join(run)}" class="ttrline"/>')
+        run = []
     if latest is not None and latest.median_s is not None and latest.limit_s is not None:
-        first = len(points) - 1 - len(latest.baseline)
-        xa, xb = cx(max(first, 0)) - slot / 2, width - right
+        first = next((i for i, p in enumerate(points) if p in latest.baseline), 0)
+        xa, xb = cx(first) - slot / 2, width - right
         for value, cls, text in ((latest.median_s, "median", "median"),
                                  (latest.limit_s, "limit", "regression above")):
             out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{y(value):.1f}" '
-                       f'y2="{y(value):.1f}" class="{cls}"/><text x="{xa + 3:.1f}" '
-                       f'y="{y(value) - 4:.1f}" class="{cls}l">{text} '
+                       f'y2="{y(value):.1f}" class="{cls}"/><text x="{xb + 6:.1f}" '
+                       f'y="{y(value) - 2:.1f}" class="{cls}l">{text}</text><text '
+                       f'x="{xb + 6:.1f}" y="{y(value) + 11:.1f}" class="{cls}l">'
                        f"{fmt_seconds(value)}</text>")
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{base_y}" y2="{base_y}" '
                f'class="axis"/>')
-    # Legend.
-    lx = left + 330
-    for name in TTR_PHASES:
-        out.append(f'<rect x="{lx}" y="{top - 22}" width="10" height="10" '
-                   f'fill="{PHASE_COLOUR[name]}"/><text x="{lx + 14}" y="{top - 13}" '
-                   f'class="tick">{name}</text>')
-        lx += 90
-    out.append(f'<circle cx="{lx + 5}" cy="{top - 17}" r="3.5" class="dot"/>'
-               f'<text x="{lx + 14}" y="{top - 13}" class="tick">time-to-ready</text>')
-    # Manual steps panel.
+    # Manual steps in the recovery, run by run.
     s_top = base_y + gap
     s_base = s_top + steps_h
     most = max((p.manual_steps for p in points), default=0)
     s_extent = max(most, 1) * 1.25
-    s_step = max(1.0, nice_number_step(s_extent, 3))
-    out.append(f'<text x="{left}" y="{s_top - 10}" class="h">manual steps in the recovery'
-               f"</text>")
+    s_step = 1.0 if most <= 5 else nice_number_step(s_extent, 3)
+    out.append(f'<text x="{left}" y="{s_top - 12}" class="h">manual steps in the recovery'
+               "</text>")
     for k in range(int(s_extent // s_step) + 1):
         yv = s_base - steps_h * k * s_step / s_extent
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{yv:.1f}" y2="{yv:.1f}" '
@@ -336,24 +354,18 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
                        f"{p.manual_steps}</text>")
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{s_base}" y2="{s_base}" '
                f'class="axis"/>')
-    # Run labels under both panels.
+    # When each run started, under both panels; thinned so the labels never overlap.
     every = max(1, math.ceil(60 / slot))
     for i, p in enumerate(points):
-        if (len(points) - 1 - i) % every:
-            continue
-        stamp = p.started_at.astimezone(dt.UTC).strftime("%m-%d %H:%M")
-        out.append(f'<text transform="translate({cx(i):.1f},{s_base + 14}) rotate(-30)" '
-                   f'class="tick" text-anchor="end">{stamp}</text>')
-    title = (f"drdrill trend: {points[-1].key[0]} on {points[-1].key[1]}" if points
-             else "drdrill trend")
-    head = (f'<text x="{left}" y="20" class="t">{_esc(title)}</text>'
-            + (f'<text x="{width - right}" y="20" class="{"bad" if latest.regression else "val"}'
-               f'" text-anchor="end">{_esc(latest.reason[:110])}</text>' if latest else ""))
+        if (len(points) - 1 - i) % every == 0:
+            stamp = p.started_at.astimezone(dt.UTC).strftime("%m-%d %H:%M")
+            out.append(f'<text transform="translate({cx(i):.1f},{s_base + 14}) rotate(-30)" '
+                       f'class="tick" text-anchor="end">{stamp}</text>')
     return redact(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'width="{width:.0f}" height="{height:.0f}" role="img"><title>{_esc(title)}</title>'
-        f"<style>{_SVG_CSS}</style>"
-        f'<rect width="100%" height="100%" fill="#fff"/>{head}{"".join(out)}</svg>\n')
+        f'<style>{_SVG_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
+        f'{"".join(out)}</svg>\n')
 
 
 def _esc(text: str) -> str:
@@ -366,6 +378,7 @@ _SVG_CSS = (
     ".tick{font-size:11px;fill:#59636e}.val{font-size:11px;fill:#59636e}"
     ".bad{font-size:11px;fill:#cf222e;font-weight:700}"
     ".grid{stroke:#eaeef2}.axis{stroke:#8c959f}"
+    ".val,.bad{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}"
     ".dot{fill:#1f2328}.ttrline{fill:none;stroke:#1f2328;stroke-width:1.5}"
     ".median{stroke:#57606a;stroke-dasharray:2 3;stroke-width:1.5}"
     ".limit{stroke:#cf222e;stroke-dasharray:6 3;stroke-width:1.5}"

@@ -149,7 +149,7 @@ def test_gc_removes_a_killed_run_but_not_a_live_one(fixture_repo, tmp_path, stat
                 if "phase bootstrap ..." in line:
                     break
         procs[0].kill()  # SIGKILL: no teardown runs
-        procs[0].wait()
+        procs[0].communicate(timeout=30)
         state = Path(state_env["DRDRILL_STATE_DIR"])
         runs = {d.name for d in state.iterdir()}
         assert len(runs) == 2
@@ -168,4 +168,20 @@ def test_gc_removes_a_killed_run_but_not_a_live_one(fixture_repo, tmp_path, stat
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-                p.communicate(timeout=120)
+            p.communicate(timeout=120)
+
+
+def test_flux_bootstrap_repo_converges_locally_and_says_what_changed(fixture_repo, tmp_path,
+                                                                     state_env):
+    out = tmp_path / "report"
+    res = drdrill("drill", "--repo", fixture_repo("flux-bootstrap"), "--cluster",
+                  "clusters/staging", "--report-dir", out, cache_env=state_env, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((out / "report.json").read_text())
+    [deploy_key] = [i for i in report["manual_inputs"] if i["replaced_in_drill"]]
+    assert (deploy_key["kind"], deploy_key["name"]) == ("Secret", "flux-system")
+    assert any(m["id"] == deploy_key["id"] and "real recovery" in m["performed_by"]
+               for m in report["manual_steps"] if m["round"] == 2)
+    assert any("ssh://" in c for c in report["settings"]["local_run_changes"])
+    apps = [o for o in report["objects"] if o["round"] == 2 and o["name"] == "apps"]
+    assert apps and apps[0]["ready"]

@@ -309,12 +309,6 @@ def fake_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
     return go, calls
 
 
-# harness.command.run_streaming never closes proc.stdout, so CPython warns when the Popen is
-# collected; remove these marks once it closes the pipe.
-_STREAM_LEAK = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
-@_STREAM_LEAK
 def test_missing_tool_is_built_into_the_cache_then_found_there(
         env: dict[str, Path], fake_go: tuple[Path, Path]) -> None:
     go, calls = fake_go
@@ -339,7 +333,6 @@ def test_missing_tool_is_built_into_the_cache_then_found_there(
     assert not calls.exists()  # the warm path never runs Go
 
 
-@_STREAM_LEAK
 def test_concurrent_ensures_build_once(env: dict[str, Path], fake_go: tuple[Path, Path],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     go, calls = fake_go
@@ -366,7 +359,6 @@ def test_concurrent_ensures_build_once(env: dict[str, Path], fake_go: tuple[Path
     assert len(builds) == 1
 
 
-@_STREAM_LEAK
 def test_build_failure_names_the_log(env: dict[str, Path], tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GO_LOG", str(tmp_path / "calls"))
