@@ -52,7 +52,7 @@ def scenarios(session: nox.Session) -> None:
     """The drills as pytest scenarios, with Allure results in reports/allure-results."""
     _install(session)
     session.run("drdrill", "tools", "ensure")
-    session.run("pytest", "scenarios", "--alluredir", os.path.join("reports", "allure-results"),
+    session.run("pytest", "scenarios", "--alluredir", str(Path("reports") / "allure-results"),
                 *session.posargs)
 
 

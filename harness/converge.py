@@ -276,8 +276,6 @@ class Converger:
                 if exc.status == 410:  # the watch expired: list again, nothing is missed
                     resource_version = None
                     continue
-                if exc.status == 404:  # CRD not installed (e.g. no helm-controller): nothing
-                    return
                 log.debug("watch %s: %s; retrying", kind.plural, exc.reason)
                 time.sleep(min(backoff, max(0.0, deadline - self.clock())))
                 backoff = min(backoff * 2, 2.0)

@@ -64,10 +64,11 @@ class Drill:
         self.phase_starts[(name, rnd)] = started
         wall = utcnow_iso(self.wall())
         detail: dict[str, Any] = {}
-        for listener in self.listeners:
-            listener(f"start:{name}", None)
         error: BaseException | None = None
         try:
+            # Inside the try: a signal that lands while a listener prints still leaves a record.
+            for listener in self.listeners:
+                listener(f"start:{name}", None)
             yield detail
         except BaseException as exc:
             error = exc

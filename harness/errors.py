@@ -10,6 +10,7 @@ Two roots, because users must tell them apart at a glance (Allure: *failed* vs *
 
     HarnessError (Exception)             the harness, input or infrastructure broke -> "broken"
     ├── ConfigError                      a bad option (unknown provider, RTO not a number)
+    │   └── InventoryError               a lab inventory is invalid (file, host and field named)
     ├── CommandError                     an external program failed (argv, rc, stdout, stderr kept)
     ├── ToolError
     │   ├── ToolNotFoundError            a pinned binary is nowhere and cannot be built
@@ -23,7 +24,10 @@ Two roots, because users must tell them apart at a glance (Allure: *failed* vs *
     │   └── UnknownDependencyError       dependsOn names an object nothing defines
     ├── InputError                       a manual input (Secret/ConfigMap not in Git) is missing
     ├── ProviderError                    a cluster could not be created, reached or deleted
-    │   └── ProcessExitedError           an embedded control-plane process died (log tail kept)
+    │   ├── ProcessExitedError           an embedded control-plane process died (log tail kept)
+    │   ├── SSHError                     a lab host cannot be reached or refuses the login
+    │   │   └── HostKeyError             a host presented a key the inventory does not trust
+    │   └── DockerUnavailable            kind/k3d: no docker CLI or no engine answering
     ├── GitServerError
     ├── DrillInterrupted                 SIGINT/SIGTERM arrived while a drill ran
     └── ReportError                      a report could not be written (e.g. disk full)
@@ -215,3 +219,43 @@ class RTOExceeded(DrillFailure):
         self.ttr_s = ttr_s
         self.rto_s = rto_s
         super().__init__(f"time-to-ready {ttr_s:.1f}s is over the RTO of {rto_s:.1f}s")
+
+
+class InventoryError(ConfigError):
+    """A lab inventory cannot be used; names the file, the host and the field at fault."""
+
+    def __init__(self, message: str, *, file: Path | str, host: str | None = None,
+                 field: str | None = None, fix: str | None = None) -> None:
+        self.file = str(file)
+        self.host = host
+        self.field = field
+        where = ", ".join(p for p in (f"host {host}" if host else "",
+                                       f"field {field}" if field else "") if p)
+        super().__init__(f"inventory {self.file}: {where + ': ' if where else ''}{message}",
+                         fix=fix)
+
+
+class SSHError(ProviderError):
+    """A lab host could not be reached, or refused the connection or the login."""
+
+    def __init__(self, message: str, *, host: str, target: str, field: str | None = None,
+                 fix: str | None = None) -> None:
+        self.host = host
+        self.target = target
+        self.field = field
+        hint = f" (inventory field {field})" if field else ""
+        super().__init__(f"host {host} ({target}){hint}: {message}", fix=fix)
+
+
+class HostKeyError(SSHError):
+    """The host's SSH key is not the one the inventory trusts; nothing was sent to it."""
+
+    def __init__(self, message: str, *, host: str, target: str, field: str, presented: str,
+                 expected: Sequence[str], fix: str | None = None) -> None:
+        self.presented = presented
+        self.expected = list(expected)
+        super().__init__(message, host=host, target=target, field=field, fix=fix)
+
+
+class DockerUnavailable(ProviderError):
+    """kind/k3d need Docker: the CLI is missing or no engine answers."""

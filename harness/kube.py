@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.errors import ManifestError, ProviderError
 
@@ -73,10 +76,39 @@ class RestMapper:
         return kinds
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the connection dropped, the apiserver is busy (429) or failing (5xx)."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, (Urllib3Error, ConnectionError, TimeoutError))
+
+
+def retrying(*, budget_s: float = 30.0, deadline: float | None = None) -> Retrying:
+    """Bounded retries for transient API errors; never past `deadline` (time.monotonic)."""
+    if deadline is not None:
+        budget_s = min(budget_s, max(0.0, deadline - time.monotonic()))
+    stop = stop_after_delay(budget_s)
+    return Retrying(retry=retry_if_exception(is_transient), stop=stop, reraise=True,
+                    wait=wait_exponential(multiplier=0.1, max=2.0),
+                    before_sleep=lambda rs: log.debug("retrying after %s", rs.outcome and
+                                                      rs.outcome.exception()))
+
+
 def request(api: Any, method: str, path: str, *, body: Any = None,
             query: list[tuple[str, str]] | None = None, content_type: str | None = None,
-            timeout_s: float = 30) -> Any:
-    """One raw API call returning decoded JSON (ApiException on HTTP errors)."""
+            timeout_s: float = 30, retry_budget_s: float = 30.0) -> Any:
+    """One API call returning decoded JSON (ApiException on HTTP errors); transient errors are
+    retried within `retry_budget_s` (server-side apply is idempotent, GETs are safe)."""
+    for attempt in retrying(budget_s=retry_budget_s):
+        with attempt:
+            return _request_once(api, method, path, body=body, query=query,
+                                 content_type=content_type, timeout_s=timeout_s)
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _request_once(api: Any, method: str, path: str, *, body: Any,
+                  query: list[tuple[str, str]] | None, content_type: str | None,
+                  timeout_s: float) -> Any:
     headers = {"Accept": "application/json"}
     if content_type:
         headers["Content-Type"] = content_type

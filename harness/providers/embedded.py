@@ -11,6 +11,7 @@ import contextlib
 import logging
 import shutil
 import ssl
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,6 +56,17 @@ class EmbeddedProvider:
         self._ports: dict[str, int] = {}
         self._api: Any = None
         self.flags: dict[str, list[str]] = {}
+
+    def restart_component(self, name: str, *, down_s: float = 0.0) -> None:
+        """Stop one control-plane process and start it again with the same flags after
+        `down_s` seconds (fault injection: an apiserver restart, etcd gone for a while)."""
+        child = next((c for c in self._sup.children if c.name == name), None)
+        if child is None:
+            raise ProviderError(f"no running component {name!r}",
+                                fix=f"use one of: {', '.join(c.name for c in self._sup.children)}")
+        self._sup.stop(name, grace_s=2.0)
+        time.sleep(down_s)
+        self._sup.start(name, list(child.argv))
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,9 @@ def write_html(report: DrillReport, out_dir: Path) -> Path:
 # -- small helpers --------------------------------------------------------------------------
 
 def short_seconds(seconds: float) -> str:
-    """Axis tick text: `0`, `45s`, `2m`, `2m30s`, `1h05m`."""
+    """Axis tick text: `0`, `0.5s`, `45s`, `2m`, `2m30s`, `1h05m`."""
+    if seconds != int(seconds) and seconds < 60:  # the half-second ticks of short charts
+        return f"{seconds:g}s"
     s = round(seconds)
     if s == 0:
         return "0"
@@ -412,8 +414,9 @@ def _objects_chart(r: DrillReport, rnd: int, critical: Mapping[str, CriticalHop]
     for name, start, end in bands:
         xa, xb = x(start), x(end)
         parts.append(f'<rect x="{xa:.1f}" y="{top - 18}" width="{max(xb - xa, 0):.1f}" '
-                     f'height="{axis_y - top + 18}" fill="{PHASE_COLOUR[name]}" opacity="0.07"/>'
-                     f'<text x="{xa + 3:.1f}" y="{top - 6}" class="bandl">{esc(name)}</text>')
+                     f'height="{axis_y - top + 18}" fill="{PHASE_COLOUR[name]}" opacity="0.07"/>')
+        if xb - xa > 7 * len(name) + 6:  # a label wider than its band would run into the next
+            parts.append(f'<text x="{xa + 3:.1f}" y="{top - 6}" class="bandl">{esc(name)}</text>')
     parts.append(_axis(x0, plot, extent, axis_y, top - 4))
     if ttr is not None:
         xt = x(ttr)
@@ -441,8 +444,8 @@ def _object_order(o: ObjectRecord) -> tuple[float, bool, float, str]:
             o.ready_after_s is None, o.ready_after_s or 0.0, o.ref)
 
 
-def _object_row(o: ObjectRecord, y: float, x: Any, x0: float, converge_end: float,
-                hop: CriticalHop | None) -> str:
+def _object_row(o: ObjectRecord, y: float, x: Callable[[float], float], x0: float,
+                converge_end: float, hop: CriticalHop | None) -> str:
     label = _object_label(o.ref)
     start = o.first_seen_s if o.first_seen_s is not None else 0.0
     done = o.ready and o.ready_after_s is not None
@@ -568,25 +571,41 @@ def _where_the_time_went(r: DrillReport) -> str:
                         intro + "<p>No critical path was recorded (nothing became ready).</p>")
     parts = [intro, _segments_chart(r)]
     rows = []
-    for i, h in enumerate(r.critical_path):
+    for h in r.critical_path:
         kind = h.ref.partition("/")[0]
-        requeue_part = (min(h.reconcile_s, requeue_s) if requeue_s is not None
-                        and (h.waited_on_dependency_s > 0 or i > 0) else None)
-        split = ("no dependency re-check" if requeue_part is None else
-                 f"up to {esc(fmt_seconds(requeue_part))} requeue, at least "
-                 f"{esc(fmt_seconds(h.reconcile_s - requeue_part))} apply + health checks")
+        waited = h.waited_on_dependency_s > 0
         rows.append((_ref(h.ref), esc(fmt_seconds(h.ready_after_s)),
                      esc(fmt_seconds(h.waited_on_dependency_s)), esc(fmt_seconds(h.reconcile_s)),
-                     split, _bound_by(kind, requeue, waited=h.waited_on_dependency_s > 0 or i > 0)))
+                     _split(h, requeue_s if waited else None),
+                     _bound_by(kind, requeue, waited=waited)))
     parts.append(_table(("Hop", "Ready at", "Waited on dependency", "Reconcile",
                          "Reconcile split", "Bound by"), rows, "hops"))
     return _section("time", "Where the time went", "\n".join(parts))
 
 
+_SOURCE_KINDS = ("GitRepository", "OCIRepository", "HelmRepository", "HelmChart", "Bucket")
+
+
+def _split(hop: CriticalHop, requeue_s: float | None) -> str:
+    """The reconcile of a hop that waited: how much of it the requeue interval can explain.
+
+    Only a bound: the drill sees when a dependency became ready, not when Flux looked again.
+    """
+    if requeue_s is None:
+        if hop.ref.partition("/")[0] in _SOURCE_KINDS:
+            return "no wait on a dependency: fetch + artifact"
+        return "no wait on a dependency: apply + health checks"
+    if hop.reconcile_s <= requeue_s:
+        return f"within one requeue interval ({esc(fmt_seconds(requeue_s))})"
+    return (f"up to {esc(fmt_seconds(requeue_s))} requeue, at least "
+            f"{esc(fmt_seconds(hop.reconcile_s - requeue_s))} apply + health checks")
+
+
 def _bound_by(kind: str, requeue: object, *, waited: bool) -> str:
-    dep = (f"<code>--requeue-dependency={esc(requeue)}</code> (dependency re-check); "
+    dep = (f"<code>--requeue-dependency={esc(requeue)}</code> (a blocked object is re-checked "
+           "that often); "
            if waited and requeue is not None else "")
-    if kind in ("GitRepository", "OCIRepository", "HelmRepository", "Bucket"):
+    if kind in _SOURCE_KINDS:
         return ("source-controller fetch of the artifact (first fetch is immediate; "
                 "<code>spec.interval</code> only matters after it) and the Git server")
     if kind == "HelmRelease":
@@ -684,8 +703,12 @@ def _settings(settings: Mapping[str, Any]) -> str:
                        ("provider", "Provider")):
         value = settings.get(key)
         if isinstance(value, Mapping) and value:
-            rows = [(_code(k), _code(v) if v else "n/a") for k, v in flatten(value)]
-            parts.append(f"<h3>{esc(title)}</h3>\n" + _table(("Setting", "Value"), rows, "kv"))
+            rows = [(_code(k), _value(v)) for k, v in flatten(value)]
+            table = _table(("Setting", "Value"), rows, "kv")
+            if key == "provider":  # long process flags; useful when debugging, not at a glance
+                table = (f"<details><summary>{len(rows)} provider settings (process flags, "
+                         f"versions)</summary>\n{table}\n</details>")
+            parts.append(f"<h3>{esc(title)}</h3>\n" + table)
     # first_build_ttr_s is drawn in "Time-to-ready vs RTO".
     shown = {"versions", "tool_sources", "flux", "flux_flags", "provider", "local_run_changes",
              "first_build_ttr_s"}
@@ -700,6 +723,15 @@ def _settings(settings: Mapping[str, Any]) -> str:
     if not parts:
         return ""
     return _section("settings", "Versions and settings", "\n".join(parts))
+
+
+def _value(text: str) -> str:
+    """A setting's value; a command line becomes one chip per flag so it wraps between flags."""
+    if not text:
+        return "n/a"
+    if text.startswith("-") and " -" in text:
+        return " ".join(f'<code class="flag">{esc(flag)}</code>' for flag in text.split(" "))
+    return _code(text)
 
 
 def _notes(r: DrillReport) -> str:
@@ -754,6 +786,7 @@ th{background:var(--bg)}table.kv td:first-child{width:1%;white-space:nowrap;colo
 table.hops td:first-child{width:26%}table.hops td:nth-child(n+2):nth-child(-n+4){white-space:nowrap}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 code{background:var(--bg);padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
+code.flag{display:inline-block;max-width:100%;margin:1px 0}
 pre.error{background:#ffebe9;border:1px solid #ff8182;padding:10px;white-space:pre-wrap;
 word-break:break-word;border-radius:6px}
 .err{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px;color:#a40e26}
@@ -779,6 +812,7 @@ ol.legend{columns:2;font-size:13px;padding-left:20px}
 .meter{display:inline-block;width:80px;height:8px;background:#eaeef2;border-radius:4px;
 vertical-align:middle}.meter span{display:block;height:8px;background:#bf8700;border-radius:4px}
 details{margin:6px 0 14px}summary{cursor:pointer;color:var(--muted)}
+ul.diag{columns:2;column-gap:30px}ul.diag li{break-inside:avoid}
 ul.diag .path{color:var(--muted);font-size:12px;margin-left:6px}
 footer{margin-top:30px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);
 padding-top:8px}

@@ -195,7 +195,14 @@ def check(points: Sequence[RunPoint], index: int = -1, *, threshold_pct: float =
 
 # -- outputs --------------------------------------------------------------------------------
 
-def render_markdown(history: History, checks: Sequence[Check]) -> str:
+def rule_text(threshold_pct: float = THRESHOLD_PCT, floor_s: float = FLOOR_S,
+              window: int = WINDOW) -> str:
+    return (f"A regression is a time-to-ready more than {threshold_pct:g}% and more than "
+            f"{fmt_seconds(floor_s)} over the median of the previous {window} converged runs "
+            f"(at least {MIN_BASELINE} needed).")
+
+
+def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -> str:
     """The table of runs (newest last) with the verdict of the rule for the newest."""
     points = history.points
     shown = list(zip(points, checks, strict=True))[-SHOWN:]
@@ -223,13 +230,13 @@ def render_markdown(history: History, checks: Sequence[Check]) -> str:
                *(fmt_seconds(p.phases[n]) if n in p.phases else "" for n in TTR_PHASES),
                str(p.manual_steps), vs]
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    notes = []
+    notes = [rule] if rule else []
     if history.other_keys:
         notes.append(f"{history.other_keys} run(s) of another scenario, provider, repo or "
                      "cluster were not compared.")
     if history.skipped:
         notes.append(f"{len(history.skipped)} unreadable report(s) skipped.")
-    lines += ["", *notes] if notes else []
+    lines += ["", " ".join(notes)] if notes else []
     return redact("\n".join(lines) + "\n")
 
 
@@ -404,7 +411,7 @@ def run_trend(history_dir: Path, out_dir: Path | None = None, *,
     checks = [check(history.points, i, threshold_pct=threshold_pct, floor_s=floor_s,
                     window=window) for i in range(len(history.points))]
     out = out_dir or history_dir
-    text = render_markdown(history, checks)
+    text = render_markdown(history, checks, rule_text(threshold_pct, floor_s, window))
     write_report_file(out / MARKDOWN_NAME, text)
     svg = write_report_file(out / SVG_NAME, render_svg(history, checks))
     print_out(text.rstrip("\n"))
@@ -413,4 +420,4 @@ def run_trend(history_dir: Path, out_dir: Path | None = None, *,
 
 
 __all__ = ["Check", "History", "RunPoint", "check", "load_history", "parse_report",
-           "render_markdown", "render_svg", "run_trend"]
+           "render_markdown", "render_svg", "rule_text", "run_trend"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import re
 from html.parser import HTMLParser
@@ -14,7 +15,7 @@ import pytest
 from harness.report import trend
 from harness.report.allure import carry_history
 from harness.report.cli import add_report_commands
-from harness.report.html import parse_duration, render_html, ttr_segments
+from harness.report.html import parse_duration, render_html, short_seconds, ttr_segments
 from harness.report.model import (
     CriticalHop,
     DrillReport,
@@ -183,7 +184,7 @@ def test_ttr_segments_partition_time_to_ready():
     report = make_report()
     segments = ttr_segments(report)
     assert segments[0].start == 0.0 and segments[-1].end == pytest.approx(72.0)
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a.end == pytest.approx(b.start)
     labels = [s.label for s in segments]
     assert labels[:2] == ["provision", "bootstrap"]
@@ -195,6 +196,12 @@ def test_ttr_segments_partition_time_to_ready():
                                                ("1h", 3600.0), ("fast", None), ("2s junk", None)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0"), (0.5, "0.5s"), (1.5, "1.5s"), (45, "45s"),
+                                               (120, "2m"), (150, "2m30s"), (3900, "1h05m")])
+def test_axis_ticks_keep_half_seconds(seconds, text):
+    assert short_seconds(seconds) == text
 
 
 # -- trend ----------------------------------------------------------------------------------
@@ -332,3 +339,4 @@ def test_carry_history_copies_the_previous_reports_history(tmp_path):
     assert len(carry_history(previous / "history", tmp_path / "other")) == 2
     assert carry_history(tmp_path / "never-generated", tmp_path / "third") == []
     assert not (tmp_path / "third").exists()
+

@@ -438,6 +438,7 @@ def test_write_all_writes_every_format(tmp_path):
     _with_diagnostics(tmp_path)
     written = write_all(make_report(), tmp_path)
     assert written == {"json": tmp_path / "report.json", "markdown": tmp_path / "report.md",
+                       "html": tmp_path / "index.html",
                        "junit": tmp_path / "junit.xml", "allure": tmp_path / "allure-results"}
     assert all(p.exists() for p in written.values())
     result = _result(written["allure"])
@@ -483,7 +484,7 @@ def test_a_failing_writer_does_not_stop_the_others(tmp_path, monkeypatch):
     with pytest.raises(ReportError) as err:
         write_all(make_report(), tmp_path)
     message = str(err.value)
-    assert "2 of 4 report writers failed" in message
+    assert "2 of 5 report writers failed" in message
     assert "junit: KeyError: 'phases'" in message
     assert f"allure: cannot create report folder {tmp_path / 'allure-results'}:" in message
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
