@@ -115,7 +115,9 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     out.write(f"time-to-ready (rebuild): {ttr}{rto}\n")
     out.write(f"manual steps (rebuild): {len(recovery)}\n")
     if report.error:
-        out.write(f"error: {report.error.splitlines()[0]}\n")
+        lines = report.error.splitlines()
+        out.write("error: " + "\n       ".join(lines[:12]) + ("\n       ..." if len(lines) > 12
+                                                              else "") + "\n")
     out.write(f"report: {report_dir / 'report.json'}\n")
     for name in ("report.md", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
