@@ -13,14 +13,14 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
-PYTHON = "3.11"
+# Sessions use the Python that runs nox (>= 3.11, checked by pip through requires-python).
 
 
 def _install(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy (strict on harness/)."""
     _install(session)
@@ -28,7 +28,7 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own tests: unit, integration (real embedded cluster) and the drill."""
     _install(session)
@@ -38,7 +38,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *args)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(default=False)
 def drill(session: nox.Session) -> None:
     """Run the full-rebuild drill of this repo on the embedded provider; prints the report."""
     _install(session)
@@ -47,7 +47,7 @@ def drill(session: nox.Session) -> None:
     session.run("drdrill", "drill", *args, env={"PYTHONUNBUFFERED": "1"})
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(default=False)
 def scenarios(session: nox.Session) -> None:
     """The drills as pytest scenarios, with Allure results in reports/allure-results."""
     _install(session)
@@ -56,7 +56,7 @@ def scenarios(session: nox.Session) -> None:
                 *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Speed and memory goals of the embedded drill, as a table (python -m harness.bench)."""
     _install(session)
@@ -77,7 +77,7 @@ def _newest_results() -> list[Path]:
     return [max(found, key=lambda p: p.stat().st_mtime)] if found else []
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(default=False)
 def report(session: nox.Session) -> None:
     """Allure HTML report (history carried) from the newest or the given allure-results dirs."""
     results = [Path(a) for a in session.posargs] or _newest_results()

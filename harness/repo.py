@@ -25,7 +25,7 @@ from harness.errors import (
     RepoError,
     UnknownDependencyError,
 )
-from harness.kube import load_yaml_docs
+from harness.kube import load_yaml_docs, parse_yaml_all
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _yaml_files(d: Path) -> Iterator[Path]:
 def _find_invalid_yaml(d: Path) -> Path | None:
     for p in _yaml_files(d):
         try:
-            list(yaml.safe_load_all(p.read_text(encoding="utf-8")))
+            parse_yaml_all(p.read_text(encoding="utf-8"))
         except yaml.YAMLError:
             return p
     return None
@@ -193,7 +193,7 @@ class Renderer:
                                 fix="run `kustomize build` on that folder and fix what it "
                                     "says") from exc
         try:
-            return [d for d in yaml.safe_load_all(out) if isinstance(d, dict) and d]
+            return [d for d in parse_yaml_all(out) if isinstance(d, dict) and d]
         except yaml.YAMLError as exc:
             raise ManifestError(f"kustomize output is not valid YAML: {exc}",
                                 file=_rel(self.top, path), obj=owner) from exc
@@ -208,7 +208,7 @@ def _origin(top: Path, path: Path, kind: str, name: str) -> str:
         if name not in text or kind not in text:
             continue
         try:
-            docs = list(yaml.safe_load_all(text))
+            docs = parse_yaml_all(text)
         except yaml.YAMLError:
             continue
         for d in docs:

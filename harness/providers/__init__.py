@@ -6,6 +6,7 @@ is a package of its own); a plugin that fails to load is logged and skipped, not
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -110,8 +111,11 @@ class SupportsNodeFailure(Protocol):
 ProviderFactory = Callable[[ProviderContext], ClusterProvider]
 
 
+@functools.cache
 def registry() -> dict[str, ProviderFactory]:
-    """Every provider the installed packages register; broken plugins are logged and skipped."""
+    """Every provider the installed packages register; broken plugins are logged and skipped.
+
+    Loaded once per process: plugins may import heavy libraries (python-on-whales)."""
     found: dict[str, ProviderFactory] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

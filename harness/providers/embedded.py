@@ -55,6 +55,7 @@ class EmbeddedProvider:
         self._kubeconfig = self.workdir / "kubeconfig"
         self._ports: dict[str, int] = {}
         self._api: Any = None
+        self._ssl: ssl.SSLContext | None = None
         self.flags: dict[str, list[str]] = {}
 
     def restart_component(self, name: str, *, down_s: float = 0.0) -> None:
@@ -240,9 +241,10 @@ class EmbeddedProvider:
 
     def _readyz(self) -> tuple[bool, str]:
         assert self._pki is not None
-        ctx = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-        ctx.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
-        return http_ok(f"{self.api_url}/readyz", ctx)
+        if self._ssl is None:  # built once: loading certs each probe costs real CPU
+            self._ssl = ssl.create_default_context(cafile=str(self._pki.ca.cert))
+            self._ssl.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
+        return http_ok(f"{self.api_url}/readyz", self._ssl)
 
     def _register_nodes(self) -> None:
         core = k8s.CoreV1Api(self._api)
