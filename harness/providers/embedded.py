@@ -8,6 +8,7 @@ own folder, so several clusters run side by side.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import shutil
 import ssl
@@ -18,10 +19,11 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.config import Config
 from harness.errors import HarnessError, ProviderError
-from harness.kube import api_client
+from harness.kube import api_client, request
 from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
 from harness.procs import Supervisor, free_ports
 from harness.providers import ProviderContext
@@ -56,6 +58,7 @@ class EmbeddedProvider:
         self._ports: dict[str, int] = {}
         self._api: Any = None
         self._ssl: ssl.SSLContext | None = None
+        self._probe: http.client.HTTPSConnection | None = None
         self.flags: dict[str, list[str]] = {}
 
     def restart_component(self, name: str, *, down_s: float = 0.0) -> None:
@@ -113,6 +116,9 @@ class EmbeddedProvider:
         # A short grace: the cluster is being thrown away, and kube-apiserver's graceful
         # shutdown would otherwise hold teardown for many seconds.
         self._sup.stop_all(grace_s=2.0)
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         if self._api is not None:
             with contextlib.suppress(Exception):
                 self._api.close()
@@ -240,11 +246,23 @@ class EmbeddedProvider:
                    abort=self._sup.check, interval_s=0.1)
 
     def _readyz(self) -> tuple[bool, str]:
+        """GET /readyz over one kept-alive TLS connection (a handshake per probe costs CPU)."""
         assert self._pki is not None
-        if self._ssl is None:  # built once: loading certs each probe costs real CPU
+        if self._ssl is None:
             self._ssl = ssl.create_default_context(cafile=str(self._pki.ca.cert))
             self._ssl.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
-        return http_ok(f"{self.api_url}/readyz", self._ssl)
+        if self._probe is None:
+            self._probe = http.client.HTTPSConnection("127.0.0.1", self._ports["apiserver"],
+                                                      timeout=2, context=self._ssl)
+        try:
+            self._probe.request("GET", "/readyz")
+            resp = self._probe.getresponse()
+            body = resp.read(300).decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self._probe.close()
+            self._probe = None
+            return False, str(exc)
+        return resp.status == 200, f"HTTP {resp.status}: {body}"
 
     def _register_nodes(self) -> None:
         core = k8s.CoreV1Api(self._api)
@@ -272,12 +290,13 @@ class EmbeddedProvider:
                     raise ProviderError(f"cannot register node {name}: {exc.reason}") from exc
 
     def _nodes_ready(self) -> tuple[bool, str]:
-        try:
-            nodes = k8s.CoreV1Api(self._api).list_node(_request_timeout=5).items
-        except (ApiException, OSError, HarnessError) as exc:
+        try:  # raw JSON: the client's model deserialisation is the costly part of a poll
+            nodes = request(self._api, "GET", "/api/v1/nodes", timeout_s=5,
+                            retry_budget_s=0)["items"]
+        except (ApiException, OSError, HarnessError, Urllib3Error) as exc:
             return False, f"list nodes failed: {exc}"
-        ready = [n.metadata.name for n in nodes
-                 if any(c.type == "Ready" and c.status == "True"
-                        for c in (n.status.conditions or []))]
+        ready = [n["metadata"]["name"] for n in nodes
+                 if any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in (n.get("status") or {}).get("conditions") or [])]
         return len(ready) >= self.node_count, f"{len(ready)}/{self.node_count} nodes Ready"
 

@@ -104,9 +104,12 @@ def test_bad_options_are_refused_before_anything_starts(tmp_path):
     assert res.returncode == 2 and "unknown provider" in res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_converge_writes_broken_report_and_leaves_nothing(fixture_repo, tmp_path,
-                                                                        sig, state_env):
+@pytest.mark.parametrize(("phase", "sig"), [("provision", signal.SIGTERM),
+                                            ("bootstrap", signal.SIGINT),
+                                            ("converge", signal.SIGINT),
+                                            ("converge", signal.SIGTERM)])
+def test_signal_mid_drill_writes_broken_report_and_leaves_nothing(fixture_repo, tmp_path, phase,
+                                                                  sig, state_env):
     repo = fixture_repo("chain3")
     out = tmp_path / "report"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **state_env}
@@ -118,15 +121,15 @@ def test_signal_during_converge_writes_broken_report_and_leaves_nothing(fixture_
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
-        if "phase converge ..." in line:
+        if f"phase {phase} ..." in line:
             proc.send_signal(sig)
             break
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, "".join(seen) + rest
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"] == "broken"
-    converge = [p for p in report["phases"] if p["name"] == "converge"]
-    assert converge and converge[-1]["outcome"] == "broken"
+    hit = [p for p in report["phases"] if p["name"] == phase]
+    assert hit and hit[-1]["outcome"] == "broken", report["phases"]
     assert [p["name"] for p in report["phases"]][-1] == "teardown"
     assert not leftovers(report["run_id"])
     assert not (Path(state_env["DRDRILL_STATE_DIR"]) / report["run_id"]).exists()
