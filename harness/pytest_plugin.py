@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +74,46 @@ def drill_recorder(request: pytest.FixtureRequest) -> Iterator[Drill]:
     yield drill
 
 
+def _session_dir(config: pytest.Config) -> Path:
+    """One folder per pytest session, shared by every xdist worker (same testrunuid), so the
+    reports of a parallel run form one tree: reports/session-<stamp>-<uid>/<drill-run-id>/."""
+    base = Path(config.getoption("--drill-report-dir") or REPO_TOP / "reports")
+    uid = getattr(config, "workerinput", {}).get("drdrill_uid") or getattr(
+        config, "_drdrill_uid", None)
+    if uid is None:
+        uid = config._drdrill_uid = os.urandom(4).hex()  # type: ignore[attr-defined]
+    stamp = getattr(config, "workerinput", {}).get("drdrill_stamp") or getattr(
+        config, "_drdrill_stamp", None)
+    if stamp is None:
+        stamp = config._drdrill_stamp = time.strftime(  # type: ignore[attr-defined]
+            "%Y%m%dT%H%M%SZ", time.gmtime())
+    return base / f"session-{stamp}-{uid[:8]}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller -> workers: the session's stamp and id, so all name the same folder."""
+    _session_dir(node.config)
+    node.workerinput["drdrill_stamp"] = node.config._drdrill_stamp
+    node.workerinput["drdrill_uid"] = node.config._drdrill_uid
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On the controller (or a plain run): index every drill report of this session."""
+    if hasattr(session.config, "workerinput") or not hasattr(session.config, "_drdrill_stamp"):
+        return
+    folder = _session_dir(session.config)
+    drills = []
+    for path in sorted(folder.glob("*/report.json")):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            drills.append({k: data.get(k) for k in ("run_id", "scenario", "provider", "repo",
+                                                    "cluster", "verdict", "time_to_ready_s")}
+                          | {"report": str(path.relative_to(folder))})
+    if drills:
+        (folder / "session.json").write_text(json.dumps({"drills": drills}, indent=2))
+
+
 @pytest.fixture
 def run_scenario(drill_options: Any, drill_recorder: Drill, pytestconfig: pytest.Config,
                  ) -> Callable[..., DrillReport]:
@@ -79,9 +121,9 @@ def run_scenario(drill_options: Any, drill_recorder: Drill, pytestconfig: pytest
     from harness.runner import run_drill
 
     def run(scenario: str = "full-rebuild", **overrides: Any) -> DrillReport:
-        base = pytestconfig.getoption("--drill-report-dir") or REPO_TOP / "reports"
+        folder = _session_dir(pytestconfig)
         opts = replace(drill_options, scenario=scenario, run_id=drill_recorder.run_id,
-                       report_dir=Path(base) / drill_recorder.run_id, **overrides)
+                       report_dir=folder / drill_recorder.run_id, **overrides)
         report, report_dir = run_drill(opts, drill=drill_recorder)
         _attach_report(report, report_dir)
         return report

@@ -92,14 +92,14 @@ class History:
 # -- reading --------------------------------------------------------------------------------
 
 def load_history(history: Path, *, warn: Callable[[str], None] = lambda _: None) -> History:
-    """Every readable `*/report.json` under `history`, ordered by `started_at`; the runs of
+    """Every readable `report.json` below `history`, ordered by `started_at`; the runs of
     another scenario/provider/repo/cluster than the newest are counted, not kept.
 
     Unreadable files and other schema versions are skipped with a `warn` line each.
     """
     out = History()
     points: list[RunPoint] = []
-    for path in sorted(history.glob("*/report.json")):
+    for path in sorted(history.rglob("report.json")):
         try:
             points.append(parse_report(path))
         except (OSError, ValueError, TypeError, KeyError) as exc:

@@ -1,0 +1,57 @@
+"""The drdrill pytest plugin, tested with pytester (no cluster is started)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.unit
+pytest_plugins = ["pytester"]
+
+
+def test_options_and_fixtures_are_registered(pytester):
+    pytester.makepyfile("""
+        from pathlib import Path
+
+        def test_opts(drill_options, drill_recorder):
+            assert drill_options.provider == "kind"
+            assert drill_options.keep_cluster == "on-failure"
+            assert drill_options.repo == Path("/some/repo")
+            assert drill_options.rto_s == 90.0
+            assert drill_recorder.run_id
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--provider", "kind",
+                                "--keep-cluster", "on-failure", "--repo", "/some/repo",
+                                "--rto", "90")
+    result.assert_outcomes(passed=1)
+
+
+def test_keep_cluster_choices_are_enforced(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--keep-cluster", "sometimes")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*invalid choice*sometimes*"])
+
+
+def test_session_report_tree_is_indexed(pytester, tmp_path):
+    """Reports of one session share a folder and are indexed in session.json."""
+    out = tmp_path / "reports"
+    pytester.makepyfile(f"""
+        import json
+        from harness.pytest_plugin import _session_dir
+
+        def test_writes(pytestconfig):
+            folder = _session_dir(pytestconfig)
+            assert folder.parent == __import__("pathlib").Path({str(out)!r})
+            for rid in ("a", "b"):
+                (folder / rid).mkdir(parents=True)
+                (folder / rid / "report.json").write_text(json.dumps(
+                    {{"run_id": rid, "verdict": "passed", "scenario": "full-rebuild"}}))
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--drill-report-dir", str(out))
+    result.assert_outcomes(passed=1)
+    [session] = list(out.glob("session-*"))
+    index = json.loads((session / "session.json").read_text())
+    assert [d["run_id"] for d in index["drills"]] == ["a", "b"]
+    assert index["drills"][0]["report"] == "a/report.json"
