@@ -13,6 +13,7 @@ process of the run (control plane + Flux).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import resource
@@ -39,12 +40,10 @@ GOALS = {
 
 
 def _rss_kib(pid: int) -> int:
-    try:
+    with contextlib.suppress(OSError):  # the process may be gone already
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-    except OSError:
-        pass
     return 0
 
 

@@ -100,6 +100,13 @@ class Drill:
                                                 round_s(self.clock() - started), automatable,
                                                 self.round))
 
+    def record_manual_step(self, id: str, description: str, *, automatable: bool,
+                           performed_by: str, duration_s: float) -> None:
+        """Record a manual step that did not happen inside a timed block (e.g. one the drill
+        makes unnecessary but a real recovery needs)."""
+        self.manual_steps.append(ManualStep(id, description, performed_by, duration_s,
+                                            automatable, self.round))
+
     def since_phase(self, name: str, *, round: int | None = None) -> float:
         rnd = self.round if round is None else round
         return self.clock() - self.phase_starts[(name, rnd)]

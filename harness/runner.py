@@ -207,11 +207,11 @@ def bootstrap(s: RunState, rnd: int) -> None:
     for item in s.model.manual_inputs:
         needed = ", ".join(item.needed_by)
         if item.replaced_in_drill:
-            with s.drill.manual_step(item.id, f"Provide {item.kind} {item.namespace}/{item.name} "
-                                     f"({item.field} of {needed})", automatable=item.automatable,
-                                     performed_by="not needed in the drill: the local Git server "
-                                                  "stands in; a real recovery needs it"):
-                pass
+            s.drill.record_manual_step(
+                item.id, f"Provide {item.kind} {item.namespace}/{item.name} ({item.field} of "
+                f"{needed})", automatable=item.automatable, duration_s=0.0,
+                performed_by="not needed in the drill: the local Git server stands in; a real "
+                             "recovery needs it")
             continue
         docs = [d for d in s.supplied.docs
                 if (d.get("kind"), (d.get("metadata") or {}).get("namespace") or "default",
