@@ -110,3 +110,52 @@ def report(session: nox.Session) -> None:
                 external=True, env={"ALLURE_NO_ANALYTICS": "true"})
     session.log(f"Allure report: {(out / 'index.html').resolve()} (serve it, e.g. "
                 f"`{allure} open {out}`: browsers do not let it load its data from file://)")
+
+
+# --- real cluster targets (issue 5) -----------------------------------------------------------
+
+LIVE_TESTS = str(Path("tests", "container", "test_live_kind_k3d.py"))
+FLUX_ONLY = ("--only", "source-controller", "kustomize-controller", "kustomize")
+
+
+@nox.session(name="drill-kind", default=False)
+def drill_kind(session: nox.Session) -> None:
+    """Full drills on real kind clusters (kind, Docker, pullable or preloaded images)."""
+    _install(session)
+    session.run("drdrill", "tools", "ensure", *FLUX_ONLY)
+    session.run("pytest", "-m", "kind", "-rs", LIVE_TESTS, *session.posargs)
+
+
+@nox.session(name="drill-k3d", default=False)
+def drill_k3d(session: nox.Session) -> None:
+    """Full drills on real k3d clusters (k3d, Docker, pullable or preloaded images)."""
+    _install(session)
+    session.run("drdrill", "tools", "ensure", *FLUX_ONLY)
+    session.run("pytest", "-m", "k3d", "-rs", LIVE_TESTS, *session.posargs)
+
+
+@nox.session(name="drill-hardware", default=False)
+def drill_hardware(session: nox.Session) -> None:
+    """The lab drill on an inventory's hosts: `nox -s drill-hardware -- INVENTORY [drill args]`."""
+    args = list(session.posargs)
+    given = args.pop(0) if args and not args[0].startswith("-") else \
+        os.environ.get("DRDRILL_INVENTORY")
+    if not given:
+        session.error("drill-hardware needs the inventory of the lab hosts it may use: "
+                      "`nox -s drill-hardware -- lab.yaml [drill args]` or DRDRILL_INVENTORY="
+                      "lab.yaml. It never touches a host that is not in the inventory.")
+    inventory = Path(given).resolve()
+    if not inventory.is_file():
+        session.error(f"the inventory {inventory} does not exist")
+    _install(session)
+    # A typo in the inventory fails here in milliseconds, naming file, host and field.
+    session.run("python", "-c", "import sys; from harness.inventory import load_inventory; "
+                "inv = load_inventory(sys.argv[1]); print(f'inventory {inv.path}: "
+                "{inv.distribution} on', ', '.join(h.name for h in inv.hosts), '; spare:', "
+                "', '.join(h.name for h in inv.spare) or 'none')", str(inventory))
+    session.run("drdrill", "tools", "ensure")
+    drill_args = args or ["--inputs", str(Path("scenarios", "inputs", "homelab"))]
+    # The inventory reaches the lab provider through DRDRILL_INVENTORY, which is also the
+    # default of `drdrill drill --inventory`.
+    session.run("drdrill", "drill", "--provider", "lab", *drill_args,
+                env={"PYTHONUNBUFFERED": "1", "DRDRILL_INVENTORY": str(inventory)})

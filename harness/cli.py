@@ -82,10 +82,14 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="Flux --requeue-dependency (drill default "
                         f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
+    from harness.providers.lab import add_provider_options
+
+    add_provider_options(p)
     p.set_defaults(func=_cmd_drill)
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.providers.lab import provider_options_from_args
     from harness.runner import DrillOptions, run_drill
 
     config = Config.from_env(tools_dir=args.tools_dir)
@@ -94,7 +98,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
         nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
-        config=config)
+        config=config, provider_options=provider_options_from_args(args))
     progress = Progress()
     from harness.drill import Drill
     from harness.runner import new_run_id
@@ -147,7 +151,8 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for s in swept:
         print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
-              + (f", {s.removed}" if s.removed else ""))
+              + (f", {s.removed}" if s.removed else "")
+              + (f", {', '.join(s.docker)}" if s.docker else ""))
     for rid in alive:
         print(f"left alone: run {rid} is still running")
     if not swept:
@@ -183,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     # urllib3 retries are the kubernetes client's business; their warnings are noise here.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    # paramiko logs an ERROR per failed port forward when a lab host's apiserver goes away
+    # (that is the disaster); the drill reports what matters.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         rc: int = args.func(args)
         return rc

@@ -1,8 +1,9 @@
 """`drdrill gc`: remove what runs killed with -9 left behind, never touching live runs.
 
 A run is live while the process that owns it is alive (same pid *and* same start time, so a
-recycled pid does not count). Leftovers are found two ways: run folders under the runs dir,
-and processes whose environment carries DRDRILL_RUN_ID.
+recycled pid does not count). Leftovers are found three ways: run folders under the runs dir,
+processes whose environment carries DRDRILL_RUN_ID, and Docker containers and networks
+carrying the `drdrill.dev/run-id` label (kind/k3d clusters, lab-host test containers).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,65 @@ class Swept:
     run_id: str
     pids: tuple[int, ...]
     removed: str | None
+    docker: tuple[str, ...] = ()
+    """Containers and networks removed, as `container <name>` / `network <name>`."""
+
+
+RUN_ID_LABEL = "drdrill.dev/run-id"
+OWNER_LABEL = "drdrill.dev/owner"
+"""`<pid>:<start ticks>` of the process that made a container/network: alive means in use."""
+
+
+def _docker(*args: str) -> str | None:
+    """stdout of a docker CLI call, or None when there is no CLI or no engine (gc must not
+    fail or hang on a machine without Docker)."""
+    if shutil.which("docker") is None:
+        return None
+    try:
+        res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout if res.returncode == 0 else None
+
+
+def docker_leftovers() -> tuple[dict[str, list[tuple[str, str]]], set[str]]:
+    """(run id -> [("container" | "network", name)] for everything labelled with a run id,
+    run ids whose owner label names a live process). Containers attached to a labelled network
+    (kind's nodes carry no labels of ours) count for that network's run."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    live: set[str] = set()
+    labels = '\t{{.Label "' + RUN_ID_LABEL + '"}}\t{{.Label "' + OWNER_LABEL + '"}}'
+    rows = [("container", line) for line in (_docker(
+        "ps", "-a", "--filter", f"label={RUN_ID_LABEL}", "--format", "{{.Names}}" + labels)
+        or "").splitlines()]
+    rows += [("network", line) for line in (_docker(
+        "network", "ls", "--filter", f"label={RUN_ID_LABEL}", "--format", "{{.Name}}" + labels)
+        or "").splitlines()]
+    for kind, line in rows:
+        name, rid, owner = [*line.split("\t"), "", ""][:3]
+        if not (name and rid):
+            continue
+        if owner and token_alive(owner):
+            live.add(rid)
+        items = found.setdefault(rid, [])
+        if kind == "network":
+            attached = _docker("ps", "-a", "--filter", f"network={name}", "--format",
+                               "{{.Names}}") or ""
+            items += [("container", c) for c in attached.split() if ("container", c) not in items]
+        if (kind, name) not in items:
+            items.append((kind, name))
+    return found, live
+
+
+def remove_docker(items: list[tuple[str, str]]) -> None:
+    """Containers first (with their anonymous volumes), then the networks they were on."""
+    containers = [name for kind, name in items if kind == "container"]
+    if containers:
+        _docker("rm", "-f", "-v", *containers)
+    for kind, name in items:
+        if kind == "network":
+            _docker("network", "rm", name)
 
 
 def gc(runs_dir: Path, *, older_than_s: float = 0.0, run_id: str | None = None,
@@ -85,7 +146,9 @@ def gc(runs_dir: Path, *, older_than_s: float = 0.0, run_id: str | None = None,
     """Sweep dead runs; returns (what was swept, run ids skipped because they are alive)."""
     procs, live = run_processes()
     dirs = {p.name: p for p in runs_dir.iterdir() if p.is_dir()} if runs_dir.is_dir() else {}
-    ids = {run_id} if run_id else set(dirs) | set(procs)
+    docker, docker_live = docker_leftovers()
+    live |= docker_live
+    ids = {run_id} if run_id else set(dirs) | set(procs) | set(docker)
     swept: list[Swept] = []
     alive: list[str] = []
     now = time.time()
@@ -97,7 +160,9 @@ def gc(runs_dir: Path, *, older_than_s: float = 0.0, run_id: str | None = None,
         if d is not None and now - d.stat().st_mtime < older_than_s:
             continue
         pids = tuple(procs.get(rid, ()))
+        dock = docker.get(rid, [])
         if not dry_run:
+            remove_docker(dock)
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
@@ -105,6 +170,7 @@ def gc(runs_dir: Path, *, older_than_s: float = 0.0, run_id: str | None = None,
                     os.kill(pid, signal.SIGKILL)
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)
-        if pids or d is not None:
-            swept.append(Swept(rid, pids, str(d) if d else None))
+        if pids or d is not None or dock:
+            swept.append(Swept(rid, pids, str(d) if d else None,
+                               tuple(f"{kind} {name}" for kind, name in dock)))
     return swept, alive

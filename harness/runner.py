@@ -171,8 +171,11 @@ class RunState:
 # -- phase actions ----------------------------------------------------------------------------
 
 def preflight(s: RunState, rnd: int) -> None:
-    needed = (*EMBEDDED_TOOLS, *FLUX_TOOLS, "kustomize") if s.opts.provider == "embedded" \
-        else (*FLUX_TOOLS, "kustomize")
+    factory = get_provider(s.opts.provider)
+    wanted = getattr(factory, "required_tools", None)
+    provider_tools = wanted({"nodes": s.opts.nodes, **s.opts.provider_options}) \
+        if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
+    needed = (*provider_tools, "kustomize")  # kustomize renders the repo in preflight
     s.tools = ensure_tools(s.opts.config, needed, progress=s.progress)
     s.crds = flux_crds(s.opts.config, progress=s.progress)
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)

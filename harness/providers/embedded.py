@@ -13,6 +13,7 @@ import logging
 import shutil
 import ssl
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,6 +72,11 @@ class EmbeddedProvider:
         self._sup.stop(name, grace_s=2.0)
         time.sleep(down_s)
         self._sup.start(name, list(child.argv))
+
+    @staticmethod
+    def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
+        """Pinned binaries preflight must resolve for this provider."""
+        return (*EMBEDDED_TOOLS, *FLUX_TOOLS)
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:

@@ -1,0 +1,623 @@
+"""kind clusters on the user's Docker, through the real `kind` CLI.
+
+The cluster config is generated from the drill's options (workers, node image or Kubernetes
+version, port mappings on 127.0.0.1) and the cluster runs on a Docker network of its own,
+`drdrill-<run>`, labelled with the run id, so `drdrill gc` finds both by label.
+
+Flux is installed in-cluster from the pinned release: the controllers' Deployments use the
+images `ghcr.io/fluxcd/<controller>:<pinned version>`. The harness's Git server listens on
+loopback only; `git_url` adds a relay on the Docker network's gateway address (the host side
+of the bridge, reachable from the node containers and nothing outside this machine's bridges)
+that carries connections to it.
+
+This module also holds what kind, k3d and lab's k3s share: the Docker check, the relay and
+the in-cluster Flux install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+from harness.command import Command, run
+from harness.config import Config
+from harness.errors import CommandError, ConfigError, DockerUnavailable, ProviderError
+from harness.gc import OWNER_LABEL, RUN_ID_LABEL
+from harness.kube import api_client, apply_all, request
+from harness.pki import write_secret
+from harness.procs import owner_token
+from harness.providers import ProviderContext
+from harness.tools import ResolvedTool, flux_version
+from harness.waits import Deadline
+
+log = logging.getLogger(__name__)
+
+FLUX_NAMESPACE = "flux-system"
+FLUX_CONTROLLERS = ("source-controller", "kustomize-controller")
+FLUX_IMAGE_REGISTRY = "ghcr.io/fluxcd"
+KIND_NODE_IMAGE_REPO = "kindest/node"
+CREATE_TIMEOUT_S = 600.0
+
+
+# -- names -------------------------------------------------------------------------------------
+
+def cluster_name(run_id: str, cluster: str, *, max_len: int = 40) -> str:
+    """`drdrill-<run id>-<cluster>`, lower-case DNS-label characters; runs with long ids get a
+    stable hash instead (the same for `drdrill gc`, which recomputes it)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")
+    name = f"drdrill-{slug}-{cluster}"
+    if len(name) > max_len:
+        name = f"drdrill-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}-{cluster}"
+    return name[:max_len]
+
+
+def network_name(run_id: str) -> str:
+    return cluster_name(run_id, "net", max_len=60)
+
+
+# -- Docker ----------------------------------------------------------------------------------
+
+def docker_client() -> Any:
+    from python_on_whales import DockerClient
+
+    return DockerClient()
+
+
+def check_docker() -> str:
+    """The Docker engine's version, or DockerUnavailable saying what is missing."""
+    from python_on_whales.client_config import ClientNotFoundError
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        info = docker_client().system.info()
+    except ClientNotFoundError:
+        raise DockerUnavailable("the docker CLI is not on PATH",
+                                fix="install Docker (the CLI and an engine), e.g. "
+                                    "apt-get install docker.io") from None
+    except DockerException as exc:
+        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["(no output)"]
+        raise DockerUnavailable(f"no Docker engine answers: {tail[0]}",
+                                fix="start the Docker engine (systemctl start docker, or "
+                                    "dockerd), and check DOCKER_HOST") from None
+    version = str(getattr(info, "server_version", "") or "")
+    if not version:
+        raise DockerUnavailable("no Docker engine answers (docker info has no server version)",
+                                fix="start the Docker engine and check DOCKER_HOST")
+    return version
+
+
+def network_gateway(inspect: Mapping[str, Any]) -> str:
+    """The IPv4 gateway of a network from `docker network inspect` JSON (one element)."""
+    for cfg in ((inspect.get("IPAM") or {}).get("Config") or []):
+        gw = cfg.get("Gateway")
+        if gw and ":" not in gw:
+            return str(gw)
+    raise ProviderError(f"network {inspect.get('Name')!r} has no IPv4 gateway")
+
+
+def inspect_network(name: str) -> dict[str, Any]:
+    """`docker network inspect` as JSON (through Command, so it is logged like every CLI)."""
+    res = run(Command.of("docker", "network", "inspect", name).with_timeout(30))
+    data = json.loads(res.stdout)
+    if not data:
+        raise ProviderError(f"docker network {name} does not exist")
+    return dict(data[0])
+
+
+def ensure_network(name: str, run_id: str) -> bool:
+    """Create the run's network (labelled with the run id) unless it exists; -> created."""
+    existing = run(Command.of("docker", "network", "ls", "-q", "--filter", f"name=^{name}$")
+                   .with_timeout(30)).stdout.strip()
+    if existing:
+        return False
+    run(Command.of("docker", "network", "create", "--label", f"{RUN_ID_LABEL}={run_id}",
+                   "--label", f"{OWNER_LABEL}={owner_token()}", name).with_timeout(60))
+    return True
+
+
+def remove_network(name: str) -> None:
+    res = run(Command.of("docker", "network", "rm", name).with_timeout(60), check=False)
+    if res.returncode != 0 and "No such network" not in res.stderr \
+            and "not found" not in res.stderr:
+        log.warning("docker network rm %s: %s", name, res.stderr.strip())
+
+
+def cli_path(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ProviderError(f"the {name} CLI is not on PATH",
+                            fix=f"install {name} (a release binary, or `go install` of its "
+                                "module) and put it on PATH")
+    return found
+
+
+# -- a relay from the Docker bridge to a loopback port ----------------------------------------
+
+class Relay:
+    """Listen on `bind` (a Docker network's gateway) and carry each connection to
+    127.0.0.1:`target_port`. Containers on that network reach the harness's loopback Git
+    server through it; nothing else is exposed."""
+
+    def __init__(self, bind: str, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((bind, 0))
+        except OSError as exc:
+            self._sock.close()
+            raise ProviderError(f"cannot listen on the Docker gateway {bind}: {exc}") from None
+        self._sock.listen(32)
+        self.address: tuple[str, int] = self._sock.getsockname()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True,
+                                        name=f"relay-{bind}-{self.address[1]}")
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._carry, args=(conn,), daemon=True).start()
+
+    def _carry(self, conn: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            conn.close()
+            return
+        upstream.settimeout(None)
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        back.start()
+        pipe(conn, upstream)
+        back.join(timeout=30)
+        conn.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(timeout=2)
+
+
+def relayed_url(local_url: str, relay: Relay) -> str:
+    parts = urlsplit(local_url)
+    host, port = relay.address
+    return urlunsplit((parts.scheme, f"{host}:{port}", parts.path, parts.query, parts.fragment))
+
+
+# -- Flux in-cluster (kind, k3d, lab's k3s) -------------------------------------------------
+
+def flux_images(version: str | None = None, registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, str]:
+    v = version or flux_version()
+    return {c: f"{registry}/{c}:{v}" for c in FLUX_CONTROLLERS}
+
+
+def flux_controller_args(settings: Any, *, host_network: bool = False) -> dict[str, list[str]]:
+    """The controllers' flags, as `flux install` sets them, plus the drill's settings."""
+    common = ["--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json",
+              "--enable-leader-election"]
+    source = [*common, "--storage-path=/data",
+              "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local."]
+    if host_network:
+        # On the host's network the stock ports may be taken; metrics are not needed.
+        source += ["--metrics-addr=0"]
+    return {"source-controller": source + list(settings.flags("source-controller")),
+            "kustomize-controller": common + list(settings.flags("kustomize-controller"))}
+
+
+def flux_manifests(settings: Any, *, version: str | None = None,
+                   registry: str = FLUX_IMAGE_REGISTRY,
+                   host_network_node: str | None = None) -> list[dict[str, Any]]:
+    """ServiceAccounts, a cluster-admin binding, the source-controller Service and the two
+    Deployments of the pinned Flux release.
+
+    `host_network_node`: run source-controller in that node's network namespace (lab k3s: the
+    harness's Git server is tunnelled to the node's loopback)."""
+    images = flux_images(version, registry)
+    args = flux_controller_args(settings, host_network=host_network_node is not None)
+    labels = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "drdrill"}
+    docs: list[dict[str, Any]] = []
+    for c in FLUX_CONTROLLERS:
+        docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": c, "namespace": FLUX_NAMESPACE, "labels": labels}})
+    docs.append({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "drdrill-flux-reconciler", "labels": labels},
+        # As `flux install`'s cluster-reconciler binding: the controllers apply anything.
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": c, "namespace": FLUX_NAMESPACE}
+                     for c in FLUX_CONTROLLERS],
+    })
+    docs.append({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "source-controller", "namespace": FLUX_NAMESPACE,
+                     "labels": {**labels, "control-plane": "controller"}},
+        "spec": {"type": "ClusterIP", "selector": {"app": "source-controller"},
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+                            "targetPort": "http"}]},
+    })
+    for c in FLUX_CONTROLLERS:
+        ports = [{"containerPort": 8080, "name": "http-prom", "protocol": "TCP"},
+                 {"containerPort": 9440, "name": "healthz", "protocol": "TCP"}]
+        mounts = [{"name": "temp", "mountPath": "/tmp"}]  # noqa: S108 - in the pod
+        volumes: list[dict[str, Any]] = [{"name": "temp", "emptyDir": {}}]
+        readiness: dict[str, Any] = {"httpGet": {"path": "/readyz", "port": "healthz"}}
+        if c == "source-controller":
+            ports.insert(0, {"containerPort": 9090, "name": "http", "protocol": "TCP"})
+            mounts.append({"name": "data", "mountPath": "/data"})
+            volumes.append({"name": "data", "emptyDir": {}})
+            readiness = {"httpGet": {"path": "/", "port": "http"}}
+        pod: dict[str, Any] = {
+            "serviceAccountName": c,
+            "terminationGracePeriodSeconds": 10,
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "securityContext": {"fsGroup": 1337},
+            "containers": [{
+                "name": "manager", "image": images[c], "imagePullPolicy": "IfNotPresent",
+                "args": args[c],
+                "env": [{"name": "RUNTIME_NAMESPACE",
+                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                "ports": ports,
+                "readinessProbe": readiness,
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "healthz"}},
+                "resources": {"limits": {"cpu": "1000m", "memory": "1Gi"},
+                              "requests": {"cpu": "50m", "memory": "64Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        }
+        if c == "source-controller" and host_network_node is not None:
+            pod["hostNetwork"] = True
+            pod["dnsPolicy"] = "ClusterFirstWithHostNet"
+            pod["nodeSelector"] = {**pod["nodeSelector"],
+                                   "kubernetes.io/hostname": host_network_node}
+        docs.append({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": c, "namespace": FLUX_NAMESPACE,
+                         "labels": {**labels, "control-plane": "controller",
+                                    "app.kubernetes.io/component": c}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": c}},
+                     "template": {"metadata": {"labels": {"app": c}}, "spec": pod}},
+        })
+    return docs
+
+
+def install_flux_in_cluster(api: Any, settings: Any, *, timeout_s: float = 300,
+                            host_network_node: str | None = None,
+                            registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, Any]:
+    """Apply `flux_manifests` and wait until both Deployments are Available; on timeout the
+    error names each pod's waiting reason (ErrImagePull for an image the nodes cannot get)."""
+    docs = flux_manifests(settings, registry=registry, host_network_node=host_network_node)
+    apply_all(api, docs, source="drdrill in-cluster Flux")
+    deadline = Deadline(timeout_s)
+    last = ""
+    while not deadline.expired:
+        pending = []
+        for c in FLUX_CONTROLLERS:
+            dep = request(api, "GET", f"/apis/apps/v1/namespaces/{FLUX_NAMESPACE}/"
+                                      f"deployments/{c}")
+            conds = {x.get("type"): x.get("status")
+                     for x in (dep.get("status") or {}).get("conditions") or []}
+            if conds.get("Available") != "True":
+                pending.append(c)
+        if not pending:
+            return {c: a for c, a in flux_controller_args(
+                settings, host_network=host_network_node is not None).items()}
+        last = _pod_reasons(api) or f"waiting for {', '.join(pending)}"
+        # Deployments report through status conditions only; a short re-read is the watch's
+        # equivalent here and keeps this independent of the client's watch plumbing.
+        time.sleep(min(1.0, deadline.remaining))
+    raise ProviderError(f"the Flux controllers did not become Available within "
+                        f"{timeout_s:.0f}s: {last}",
+                        fix="the nodes must be able to pull "
+                            f"{', '.join(flux_images(registry=registry).values())} (or have "
+                            "them preloaded, e.g. `kind load docker-image`)")
+
+
+def _pod_reasons(api: Any) -> str:
+    try:
+        pods = request(api, "GET", f"/api/v1/namespaces/{FLUX_NAMESPACE}/pods").get("items", [])
+    except Exception:  # noqa: BLE001 - only for the message
+        return ""
+    out = []
+    for pod in pods:
+        for st in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (st.get("state") or {}).get("waiting")
+            if waiting:
+                out.append(f"{pod['metadata']['name']}: {waiting.get('reason')} "
+                           f"{(waiting.get('message') or '')[:160]}")
+    return "; ".join(out)
+
+
+# -- kind ------------------------------------------------------------------------------------
+
+def parse_kind_version(text: str) -> str:
+    """`kind v0.29.0 go1.24.2 linux/amd64` -> `v0.29.0`."""
+    m = re.search(r"\bkind (v\d+\.\d+\.\d+\S*)", text)
+    if not m:
+        raise ProviderError(f"cannot read the kind version from {text.strip()[:120]!r}")
+    return m.group(1)
+
+
+def parse_kind_clusters(stdout: str) -> list[str]:
+    """`kind get clusters` prints one name a line (it has no JSON output); the 'No kind
+    clusters found.' notice goes to stderr."""
+    return [line.strip() for line in stdout.splitlines() if line.strip()]
+
+
+def port_mappings(raw: Any) -> list[dict[str, Any]]:
+    """`["8080:80", {"hostPort": 8443, "containerPort": 443}]` -> kind extraPortMappings, all
+    on 127.0.0.1 (a drill exposes nothing beyond this machine)."""
+    if not raw:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            m = re.fullmatch(r"(\d+):(\d+)(?:/(tcp|udp|sctp))?", item.strip(), re.IGNORECASE)
+            if not m:
+                raise ConfigError(f"port mapping {item!r} is not HOST:CONTAINER[/proto]")
+            out.append({"hostPort": int(m.group(1)), "containerPort": int(m.group(2)),
+                        "listenAddress": "127.0.0.1",
+                        "protocol": (m.group(3) or "tcp").upper()})
+        elif isinstance(item, Mapping) and {"hostPort", "containerPort"} <= set(item):
+            out.append({"listenAddress": "127.0.0.1", "protocol": "TCP", **dict(item)})
+        else:
+            raise ConfigError(f"port mapping {item!r} is not HOST:CONTAINER or a mapping with "
+                              "hostPort and containerPort")
+    return out
+
+
+def node_image(options: Mapping[str, Any]) -> str | None:
+    if options.get("image"):
+        return str(options["image"])
+    version = options.get("kubernetes_version")
+    if version:
+        v = str(version)
+        return f"{KIND_NODE_IMAGE_REPO}:{v if v.startswith('v') else 'v' + v}"
+    return None  # kind's default image for its release
+
+
+def kind_config(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The kind Cluster config for a drill cluster."""
+    workers = int(options.get("workers", 0))
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 or more, got {workers}")
+    image = node_image(options)
+    control: dict[str, Any] = {"role": "control-plane"}
+    mappings = port_mappings(options.get("port_mappings"))
+    if mappings:
+        control["extraPortMappings"] = mappings
+    nodes = [control] + [{"role": "worker"} for _ in range(workers)]
+    if image:
+        for node in nodes:
+            node["image"] = image
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": name,
+        "networking": {"apiServerAddress": "127.0.0.1", "apiServerPort": 0},
+        "nodes": nodes,
+    }
+
+
+def kind_create_command(kind: str, name: str, config: Path, kubeconfig: Path, *,
+                        network: str, wait: str = "120s") -> Command:
+    return (Command.of(kind, "create", "cluster", "--name", name, "--config", config,
+                       "--kubeconfig", kubeconfig, "--wait", wait)
+            .with_env(KIND_EXPERIMENTAL_DOCKER_NETWORK=network)
+            .with_timeout(CREATE_TIMEOUT_S))
+
+
+class KindProvider:
+    """A kind cluster on this machine's Docker (see module docstring)."""
+
+    name = "kind"
+
+    @staticmethod
+    def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
+        """None of the host binaries: Flux runs in-cluster from the pinned images."""
+        return ()
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+        self.cluster = cluster_name(ctx.run_id, ctx.cluster_name)
+        self.network = network_name(ctx.run_id)
+        self.workdir = ctx.workdir
+        self._kubeconfig = self.workdir / "kubeconfig"
+        self.config = kind_config(self.cluster, ctx.options)  # a bad option fails now
+        self.wait = str(ctx.options.get("wait", "120s"))
+        self.registry = str(ctx.options.get("flux_image_registry", FLUX_IMAGE_REGISTRY))
+        self.startup_timeout_s = float(ctx.options.get("startup_timeout_s", 300))
+        self._relay: Relay | None = None
+        self._created_network = False
+        self._created = False
+        self.docker_version: str | None = None
+        self.kind_version: str | None = None
+        self.flags: dict[str, Any] = {}
+
+    @staticmethod
+    def availability(config: Config) -> tuple[bool, str]:
+        return cli_availability("kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO)
+
+    # -- ClusterProvider -------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    def create(self) -> None:
+        try:
+            self._create()
+        except BaseException:
+            self.delete()
+            raise
+
+    def _create(self) -> None:
+        kind = cli_path("kind")
+        self.docker_version = check_docker()
+        self.kind_version = parse_kind_version(
+            run(Command.of(kind, "version").with_timeout(30)).stdout)
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg = self.workdir / "kind-config.yaml"
+        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self._created_network = ensure_network(self.network, self.ctx.run_id) \
+            or self._created_network
+        self._created = True  # from here on delete() asks kind to remove what it made
+        run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
+                                network=self.network, wait=self.wait),
+            fix="read kind's output above; without access to a registry the node image must "
+                "be present locally (docker load) or built (kind build node-image)")
+        self._kubeconfig.chmod(0o600)
+
+    def delete(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+        if self._created and shutil.which("kind"):
+            res = run(Command.of("kind", "delete", "cluster", "--name", self.cluster,
+                                 "--kubeconfig", self._kubeconfig).with_timeout(180),
+                      check=False)
+            if res.returncode != 0:
+                log.warning("kind delete cluster %s: %s", self.cluster, res.stderr.strip())
+            self._created = False
+        if self._created_network:
+            remove_network(self.network)
+            self._created_network = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def is_up(self) -> bool:
+        if not self._kubeconfig.exists() or shutil.which("kind") is None:
+            return False
+        res = run(Command.of("kind", "get", "clusters").with_timeout(30), check=False)
+        if self.cluster not in parse_kind_clusters(res.stdout):
+            return False
+        return _readyz(self._kubeconfig)
+
+    def dump_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        if not self._created:
+            return []
+        out = dest / "kind"
+        run(Command.of("kind", "export", "logs", out, "--name", self.cluster).with_timeout(180))
+        return sorted(p for p in out.rglob("*") if p.is_file())
+
+    def describe(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "network": self.network,
+                "kind_version": self.kind_version, "docker_version": self.docker_version,
+                "node_image": node_image(self.ctx.options) or "kind's default",
+                "nodes": len(self.config["nodes"]), "flux_images": flux_images(
+                    registry=self.registry), "flags": self.flags}
+
+    def __enter__(self) -> KindProvider:
+        self.create()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.delete()
+
+    # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
+    def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
+                     settings: Any) -> dict[str, Any]:
+        self.flags = install_flux_in_cluster(api, settings, timeout_s=self.startup_timeout_s,
+                                             registry=self.registry)
+        return self.flags
+
+    def git_url(self, local_url: str) -> str:
+        port = urlsplit(local_url).port
+        if port is None:
+            return local_url
+        if self._relay is None:
+            self._relay = Relay(network_gateway(inspect_network(self.network)), port)
+        return relayed_url(local_url, self._relay)
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+def cli_availability(cli: str, version_args: Sequence[str], parse: Any,
+                     image_repo: str = "") -> tuple[bool, str]:
+    """(ok, why) for `drdrill providers`: the CLI on PATH with its version, Docker, and whether
+    a node image is already in the local Docker (else creating a cluster needs a registry)."""
+    path = shutil.which(cli)
+    if path is None:
+        return False, f"the {cli} CLI is not on PATH"
+    try:
+        version = parse(run(Command.of(path, *version_args).with_timeout(20)).stdout)
+    except (CommandError, ProviderError) as exc:
+        return False, f"{path} does not answer `{cli} {' '.join(version_args)}`: " \
+                      f"{str(exc).splitlines()[0]}"
+    try:
+        docker = check_docker()
+    except DockerUnavailable as exc:
+        return False, f"{cli} {version} found, but {exc.message}"
+    local = run(Command.of("docker", "image", "ls", "-q", image_repo).with_timeout(20),
+                check=False).stdout.split() if image_repo else []
+    images = (f"{image_repo} images present locally" if local else
+              f"no {image_repo} image in the local Docker: the first cluster pulls one, so it "
+              "needs registry access (or `docker load` one)")
+    return True, (f"{cli} {version}, Docker {docker}; {images}; the Flux controller images "
+                  f"({FLUX_IMAGE_REGISTRY}) must be pullable or preloaded too")
+
+
+def readyz(api: Any, timeout_s: float = 5) -> tuple[bool, str]:
+    """GET /readyz (plain text, so not through kube.request's JSON decoding)."""
+    try:
+        serialized = api.param_serialize(method="GET", resource_path="/readyz",
+                                         auth_settings=["BearerToken"])
+        resp = api.call_api(*serialized, _request_timeout=timeout_s)
+        body = resp.read().decode(errors="replace").strip()
+    except Exception as exc:  # noqa: BLE001 - "not ready" is the answer, whatever the reason
+        return False, f"{type(exc).__name__}: {str(exc)[:200]}"
+    return resp.status == 200, f"HTTP {resp.status}: {body[:200]}"
+
+
+def _readyz(kubeconfig: Path) -> bool:
+    api = None
+    try:
+        api = api_client(kubeconfig)
+        return readyz(api)[0]
+    except Exception:  # noqa: BLE001 - "not up" is the answer, whatever the reason
+        return False
+    finally:
+        if api is not None:
+            with contextlib.suppress(Exception):
+                api.close()
+
+
+def write_kubeconfig(path: Path, text: str) -> Path:
+    return write_secret(path, text.encode())
