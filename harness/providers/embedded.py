@@ -18,13 +18,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
-
 from harness.config import Config
-from harness.errors import HarnessError, ProviderError
-from harness.kube import api_client, request
+from harness.controlplane import (
+    PORT_NAMES,
+    Layout,
+    apiserver_args,
+    controller_manager_args,
+    etcd_args,
+    kwok_args,
+    nodes_ready,
+    register_kwok_nodes,
+    scheduler_args,
+)
+from harness.errors import ProviderError
+from harness.kube import api_client
 from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
 from harness.procs import Supervisor, free_ports
 from harness.providers import ProviderContext
@@ -33,9 +40,6 @@ from harness.waits import http_ok, poll_until
 
 log = logging.getLogger(__name__)
 
-SERVICE_CIDR = "10.0.0.0/24"
-POD_CIDR = "10.1.0.0/16"
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
 class EmbeddedProvider:
@@ -135,7 +139,7 @@ class EmbeddedProvider:
         if not self._ports or self._pki is None or not self._pki.ca.cert.exists():
             return False
         ok, _ = self._readyz()
-        return ok and self._nodes_ready()[0]
+        return ok and nodes_ready(self._api, self.node_count)[0]
 
     def dump_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
@@ -171,84 +175,28 @@ class EmbeddedProvider:
 
     def _create(self) -> None:
         self._data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._pki = pki = create_pki(self.workdir / "pki")
-        names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
-        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
-        p = self._ports
-        etcd_url = f"http://127.0.0.1:{p['etcd']}"
-        peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
-        self._start("etcd", [
-            f"--name={self.ctx.cluster_name}",
-            f"--data-dir={self._data / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster={self.ctx.cluster_name}={peer_url}",
-            "--unsafe-no-fsync",  # a drill cluster is thrown away; fsync only costs time
-            "--quota-backend-bytes=1073741824",
-            "--log-level=warn",
-        ])
-        poll_until(lambda: http_ok(f"{etcd_url}/health"), timeout_s=self.startup_timeout_s,
+        self._pki = create_pki(self.workdir / "pki")
+        self._ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        lay = Layout(self.ctx.cluster_name, str(self._data), str(self._kubeconfig), self._pki,
+                     self._ports)
+        self._start("etcd", etcd_args(lay))
+        poll_until(lambda: http_ok(f"{lay.etcd_url}/health"), timeout_s=self.startup_timeout_s,
                    what="etcd /health", abort=self._sup.check, interval_s=0.05)
-
-        self._start("kube-apiserver", [
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={p['apiserver']}",
-            f"--cert-dir={self._data / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.apiserver.cert}", f"--tls-private-key-file={pki.apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_public}",
-            f"--service-account-signing-key-file={pki.sa_private}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
-            "--anonymous-auth=false",
-            "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # the loopback address is not a valid Endpoint
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--v=1",
-        ])
+        self._start("kube-apiserver", apiserver_args(lay))
         poll_until(self._readyz, timeout_s=self.startup_timeout_s, what="kube-apiserver /readyz",
                    abort=self._sup.check, interval_s=0.1)
         write_secret(self._kubeconfig, kubeconfig_yaml(
-            server=self.api_url, pki=pki, name=f"drdrill-{self.ctx.cluster_name}").encode())
-
-        kc = str(self._kubeconfig)
-        self._start("kube-controller-manager", [
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['controller-manager']}",
-            f"--cert-dir={self._data / 'kcm-certs'}",
-            "--leader-elect=false",
-            f"--service-account-private-key-file={pki.sa_private}",
-            f"--root-ca-file={pki.ca.cert}",
-            f"--cluster-signing-cert-file={pki.ca.cert}",
-            f"--cluster-signing-key-file={pki.ca.key}",
-            "--use-service-account-credentials=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--v=1",
-        ])
-        self._start("kube-scheduler", [
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['scheduler']}",
-            "--leader-elect=false",
-            "--v=1",
-        ])
-        self._start("kwok", [
-            f"--kubeconfig={kc}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            "--manage-nodes-with-label-selector=",
-            f"--cidr={POD_CIDR}",
-            "--node-ip=10.0.0.1",
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{p['kwok']}",
-        ])
+            server=self.api_url, pki=self._pki,
+            name=f"drdrill-{self.ctx.cluster_name}").encode())
+        self._start("kube-controller-manager", controller_manager_args(lay))
+        self._start("kube-scheduler", scheduler_args(lay))
+        self._start("kwok", kwok_args(lay))
         self._api = api_client(self._kubeconfig)
-        self._register_nodes()
-        poll_until(self._nodes_ready, timeout_s=self.startup_timeout_s, what="kwok nodes Ready",
+        register_kwok_nodes(self._api, [f"kwok-{self.ctx.cluster_name}-{i}"
+                                        for i in range(self.node_count)],
+                            {"drdrill.dev/run-id": self.ctx.run_id})
+        poll_until(lambda: nodes_ready(self._api, self.node_count),
+                   timeout_s=self.startup_timeout_s, what="kwok nodes Ready",
                    abort=self._sup.check, interval_s=0.1)
 
     def _readyz(self) -> tuple[bool, str]:
@@ -269,40 +217,3 @@ class EmbeddedProvider:
             self._probe = None
             return False, str(exc)
         return resp.status == 200, f"HTTP {resp.status}: {body}"
-
-    def _register_nodes(self) -> None:
-        core = k8s.CoreV1Api(self._api)
-        for i in range(self.node_count):
-            name = f"kwok-{self.ctx.cluster_name}-{i}"
-            node = {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {KWOK_NODE_ANNOTATION: "fake",
-                                    "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                               "kubernetes.io/arch": "amd64", "type": "kwok",
-                               "drdrill.dev/run-id": self.ctx.run_id},
-                },
-                "status": {
-                    "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                    "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                },
-            }
-            try:
-                core.create_node(node)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise ProviderError(f"cannot register node {name}: {exc.reason}") from exc
-
-    def _nodes_ready(self) -> tuple[bool, str]:
-        try:  # raw JSON: the client's model deserialisation is the costly part of a poll
-            nodes = request(self._api, "GET", "/api/v1/nodes", timeout_s=5,
-                            retry_budget_s=0)["items"]
-        except (ApiException, OSError, HarnessError, Urllib3Error) as exc:
-            return False, f"list nodes failed: {exc}"
-        ready = [n["metadata"]["name"] for n in nodes
-                 if any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions") or [])]
-        return len(ready) >= self.node_count, f"{len(ready)}/{self.node_count} nodes Ready"
-

@@ -40,10 +40,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from harness.config import Config
+from harness.controlplane import (
+    Layout,
+    apiserver_args,
+    controller_manager_args,
+    etcd_args,
+    kwok_args,
+    nodes_ready,
+    register_kwok_nodes,
+    scheduler_args,
+)
 from harness.errors import (
     ConfigError,
     HarnessError,
@@ -64,9 +72,6 @@ log = logging.getLogger(__name__)
 
 INVENTORY_ENV = "DRDRILL_INVENTORY"
 API_ACCESS = ("direct", "tunnel")
-SERVICE_CIDR = "10.0.0.0/24"
-POD_CIDR = "10.1.0.0/16"
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 K3S_INSTALL_URL = "https://get.k3s.io"
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 K3S_TOKEN_FILE = "/var/lib/rancher/k3s/server/node-token"  # noqa: S105 - a path
@@ -509,34 +514,11 @@ class LabProvider:
         remote_kc = f"{rd}/kubeconfig"
         h.put_bytes(kubeconfig_yaml(server=f"https://127.0.0.1:{p['apiserver']}", pki=remote,
                                     name=f"drdrill-{self.ctx.cluster_name}").encode(), remote_kc)
-        etcd_url = f"http://127.0.0.1:{p['etcd']}"
-        peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
-        cluster = self.ctx.cluster_name
-        self._start("etcd", [
-            f"--name={cluster}", f"--data-dir={rd}/data/etcd",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster={cluster}={peer_url}",
-            "--unsafe-no-fsync",  # a drill cluster is thrown away; fsync only costs time
-            "--quota-backend-bytes=1073741824", "--log-level=warn",
-        ])
+        lay = Layout(self.ctx.cluster_name, f"{rd}/data", remote_kc, remote, p)
+        self._start("etcd", etcd_args(lay))
         poll_until(lambda: h.http_get(p["etcd"], "/health"), timeout_s=self.startup_timeout_s,
                    what=f"etcd /health on {self.host.name}", abort=self._check, interval_s=0.1)
-        self._start("kube-apiserver", [
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={p['apiserver']}", f"--cert-dir={rd}/data/apiserver-certs",
-            f"--tls-cert-file={remote.apiserver.cert}",
-            f"--tls-private-key-file={remote.apiserver.key}",
-            f"--client-ca-file={remote.ca.cert}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={remote.sa_public}",
-            f"--service-account-signing-key-file={remote.sa_private}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC", "--anonymous-auth=false", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false",
-            "--profiling=false", "--v=1",
-        ])
+        self._start("kube-apiserver", apiserver_args(lay))
         self._api_port_local = h.forward_local(p["apiserver"])
         write_secret(self._kubeconfig, kubeconfig_yaml(
             server=f"https://127.0.0.1:{self._api_port_local}", pki=pki,
@@ -544,30 +526,14 @@ class LabProvider:
         poll_until(self._readyz, timeout_s=self.startup_timeout_s,
                    what=f"kube-apiserver /readyz on {self.host.name}", abort=self._check,
                    interval_s=0.2)
-        for name, port in (("kube-controller-manager", p["controller-manager"]),
-                           ("kube-scheduler", p["scheduler"])):
-            extra = ([f"--service-account-private-key-file={remote.sa_private}",
-                      f"--root-ca-file={remote.ca.cert}",
-                      f"--cluster-signing-cert-file={remote.ca.cert}",
-                      f"--cluster-signing-key-file={remote.ca.key}",
-                      "--use-service-account-credentials=false",
-                      f"--service-cluster-ip-range={SERVICE_CIDR}",
-                      f"--cert-dir={rd}/data/kcm-certs"]
-                     if name == "kube-controller-manager" else [])
-            self._start(name, [
-                f"--kubeconfig={remote_kc}", f"--authentication-kubeconfig={remote_kc}",
-                f"--authorization-kubeconfig={remote_kc}", "--bind-address=127.0.0.1",
-                f"--secure-port={port}", "--leader-elect=false", *extra, "--v=1",
-            ])
-        self._start("kwok", [
-            f"--kubeconfig={remote_kc}", "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            "--manage-nodes-with-label-selector=", f"--cidr={POD_CIDR}",
-            "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{p['kwok']}",
-        ])
+        self._start("kube-controller-manager", controller_manager_args(lay))
+        self._start("kube-scheduler", scheduler_args(lay))
+        self._start("kwok", kwok_args(lay))
         self._api = api_client(self._kubeconfig)
-        self._register_nodes()
+        register_kwok_nodes(self._api, [f"kwok-{self.host.name}-{i}"
+                                        for i in range(self.node_count)],
+                            {"drdrill.dev/run-id": self.ctx.run_id,
+                             "drdrill.dev/lab-host": self.host.name})
         poll_until(self._nodes_ready, timeout_s=self.startup_timeout_s,
                    what=f"kwok nodes Ready on {self.host.name}", abort=self._check,
                    interval_s=0.2)
@@ -666,44 +632,9 @@ rmdir {q(str(Path(rd).parent))} {q(self.host.work_dir)} 2>/dev/null || true
 
         return readyz(self._api)
 
-    def _register_nodes(self) -> None:
-        core = k8s.CoreV1Api(self._api)
-        for i in range(self.node_count):
-            name = f"kwok-{self.host.name}-{i}"
-            node = {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {KWOK_NODE_ANNOTATION: "fake",
-                                    "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                               "kubernetes.io/arch": "amd64", "type": "kwok",
-                               "drdrill.dev/run-id": self.ctx.run_id,
-                               "drdrill.dev/lab-host": self.host.name},
-                },
-                "status": {
-                    "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                    "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-                },
-            }
-            try:
-                core.create_node(node)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise ProviderError(f"cannot register node {name}: {exc.reason}") from exc
-
     def _nodes_ready(self) -> tuple[bool, str]:
-        try:
-            nodes = k8s.CoreV1Api(self._api).list_node(_request_timeout=5).items
-        except (ApiException, OSError, HarnessError) as exc:
-            return False, f"list nodes failed: {exc}"
-        except Exception as exc:  # noqa: BLE001 - urllib3 errors while the API starts
-            return False, f"list nodes failed: {exc}"
-        ready = [n.metadata.name for n in nodes
-                 if any(c.type == "Ready" and c.status == "True"
-                        for c in (n.status.conditions or []))]
         want = self.node_count if self.distribution == "embedded" else len(self.k3s_hosts)
-        return len(ready) >= want, f"{len(ready)}/{want} nodes Ready"
+        return nodes_ready(self._api, want)
 
     # -- internals: k3s ----------------------------------------------------------------------
     def _create_k3s(self) -> None:
