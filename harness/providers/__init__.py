@@ -6,13 +6,15 @@ is a package of its own); a plugin that fails to load is logged and skipped, not
 
 from __future__ import annotations
 
+import abc
 import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 from harness.config import Config
 from harness.errors import ConfigError
@@ -61,6 +63,35 @@ class ClusterProvider(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Settings and versions that belong in the report (never secrets)."""
+
+
+class ClusterLifecycle(abc.ABC):
+    """What every provider's lifecycle shares: `create()` cleans up after a failed start, and
+    the provider is a context manager that deletes on exit (testcontainers'
+    `DockerContainer.__enter__`)."""
+
+    @abc.abstractmethod
+    def _create(self) -> None:
+        """Bring the cluster up; may leave partial state behind, which create() removes."""
+
+    @abc.abstractmethod
+    def delete(self) -> None:
+        """Remove everything the provider made. Idempotent."""
+
+    def create(self) -> None:
+        try:
+            self._create()
+        except BaseException:
+            self.delete()
+            raise
+
+    def __enter__(self) -> Self:
+        self.create()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.delete()
 
 
 @runtime_checkable

@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from harness.config import Config
@@ -34,7 +33,7 @@ from harness.errors import ProviderError
 from harness.kube import api_client
 from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
 from harness.procs import Supervisor, free_ports
-from harness.providers import ProviderContext
+from harness.providers import ClusterLifecycle, ProviderContext
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, list_tools
 from harness.waits import http_ok, poll_until
 
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 
-class EmbeddedProvider:
+class EmbeddedProvider(ClusterLifecycle):
     """A cluster made of upstream binaries on this machine (see module docstring)."""
 
     name = "embedded"
@@ -115,13 +114,6 @@ class EmbeddedProvider:
     def ports(self, count: int) -> list[int]:
         return free_ports(count)
 
-    def create(self) -> None:
-        try:
-            self._create()
-        except BaseException:
-            self.delete()
-            raise
-
     def delete(self) -> None:
         # A short grace: the cluster is being thrown away, and kube-apiserver's graceful
         # shutdown would otherwise hold teardown for many seconds.
@@ -156,14 +148,6 @@ class EmbeddedProvider:
             "versions": {n: self.ctx.tools[n].version for n in EMBEDDED_TOOLS},
             "flags": self.flags,
         }
-
-    def __enter__(self) -> EmbeddedProvider:
-        self.create()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.delete()
 
     # -- internals -------------------------------------------------------------------------
     def _tool(self, name: str) -> ResolvedTool:

@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +25,7 @@ from harness.config import Config
 from harness.errors import ConfigError, ProviderError
 from harness.gc import OWNER_LABEL, RUN_ID_LABEL
 from harness.procs import owner_token
-from harness.providers import ProviderContext
+from harness.providers import ClusterLifecycle, ProviderContext
 from harness.providers.kind import (
     FLUX_IMAGE_REGISTRY,
     Relay,
@@ -176,7 +175,7 @@ def k3d_create_command(k3d: str, config: Path) -> Command:
     return Command.of(k3d, "cluster", "create", "--config", config).with_timeout(CREATE_TIMEOUT_S)
 
 
-class K3dProvider:
+class K3dProvider(ClusterLifecycle):
     """A k3d cluster on this machine's Docker (see module docstring)."""
 
     name = "k3d"
@@ -209,13 +208,6 @@ class K3dProvider:
     @property
     def kubeconfig(self) -> Path:
         return self._kubeconfig
-
-    def create(self) -> None:
-        try:
-            self._create()
-        except BaseException:
-            self.delete()
-            raise
 
     def _create(self) -> None:
         k3d = cli_path("k3d")
@@ -290,14 +282,6 @@ class K3dProvider:
                 "k3s_image": self.config.get("image", "k3d's default"),
                 "agents": self.config["agents"],
                 "flux_images": flux_images(registry=self.registry), "flags": self.flags}
-
-    def __enter__(self) -> K3dProvider:
-        self.create()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.delete()
 
     def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
                      settings: Any) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,7 +39,7 @@ from harness.gc import OWNER_LABEL, RUN_ID_LABEL
 from harness.kube import api_client, apply_all, request
 from harness.pki import write_secret
 from harness.procs import owner_token
-from harness.providers import ProviderContext
+from harness.providers import ClusterLifecycle, ProviderContext
 from harness.tools import ResolvedTool, flux_version
 from harness.waits import Deadline
 
@@ -444,7 +443,7 @@ def kind_create_command(kind: str, name: str, config: Path, kubeconfig: Path, *,
             .with_timeout(CREATE_TIMEOUT_S))
 
 
-class KindProvider:
+class KindProvider(ClusterLifecycle):
     """A kind cluster on this machine's Docker (see module docstring)."""
 
     name = "kind"
@@ -479,13 +478,6 @@ class KindProvider:
     @property
     def kubeconfig(self) -> Path:
         return self._kubeconfig
-
-    def create(self) -> None:
-        try:
-            self._create()
-        except BaseException:
-            self.delete()
-            raise
 
     def _create(self) -> None:
         kind = cli_path("kind")
@@ -542,14 +534,6 @@ class KindProvider:
                 "node_image": node_image(self.ctx.options) or "kind's default",
                 "nodes": len(self.config["nodes"]), "flux_images": flux_images(
                     registry=self.registry), "flags": self.flags}
-
-    def __enter__(self) -> KindProvider:
-        self.create()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.delete()
 
     # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
     def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],

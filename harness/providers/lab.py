@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,7 +62,7 @@ from harness.errors import (
 from harness.inventory import RECOVER_TO, HostSpec, Inventory, load_inventory
 from harness.kube import api_client
 from harness.pki import CertPair, ClusterPKI, create_pki, kubeconfig_yaml, write_secret
-from harness.providers import ProviderContext
+from harness.providers import ClusterLifecycle, ProviderContext
 from harness.ssh import SSHHost, check_reachable
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, ensure_tools
 from harness.waits import http_ok, poll_until
@@ -217,7 +216,7 @@ def k3s_install_env(*, role: str, host: HostSpec, version: str | None, airgap: b
 
 # -- the provider ---------------------------------------------------------------------------
 
-class LabProvider:
+class LabProvider(ClusterLifecycle):
     """A cluster on lab hosts reached over SSH (see module docstring)."""
 
     name = "lab"
@@ -309,17 +308,17 @@ class LabProvider:
     def create(self) -> None:
         started = time.monotonic()
         try:
-            self._preflight()
-            if self.distribution == "embedded":
-                self._create_embedded()
-            else:
-                self._create_k3s()
-        except BaseException:
-            self.delete()
-            raise
+            super().create()
         finally:
             self.timings["create_s"] = round(time.monotonic() - started, 3)
             self._remember()
+
+    def _create(self) -> None:
+        self._preflight()
+        if self.distribution == "embedded":
+            self._create_embedded()
+        else:
+            self._create_k3s()
 
     def delete(self) -> None:
         if self._api is not None:
@@ -395,14 +394,6 @@ class LabProvider:
             "rounds": rounds,
             "flags": self.flags,
         }
-
-    def __enter__(self) -> LabProvider:
-        self.create()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.delete()
 
     # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
     def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
