@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 FLUX_RESOURCES = (
     ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
     ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "helmcharts"),
+    ("helm.toolkit.fluxcd.io", "v2", "helmreleases"),
 )
 
 

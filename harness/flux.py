@@ -12,7 +12,7 @@ from typing import Any
 from harness.errors import ProviderError
 from harness.kube import apply_all, ensure_namespace, load_yaml_docs, wait_crds_established
 from harness.providers import ClusterProvider, SupportsFluxInstall, SupportsHostProcesses
-from harness.tools import FLUX_TOOLS, ResolvedTool
+from harness.tools import FLUX_TOOLS, HELM_TOOLS, ResolvedTool
 from harness.waits import http_ok, poll_until
 
 log = logging.getLogger(__name__)
@@ -109,18 +109,30 @@ class FluxRuntime:
             "--no-remote-bases=true",
             *self.settings.flags("kustomize-controller"),
         ]
-        for name, args in (("source-controller", source_args),
-                           ("kustomize-controller", kustomize_args)):
+        controllers = [("source-controller", source_args, s_health),
+                       ("kustomize-controller", kustomize_args, k_health)]
+        if HELM_TOOLS[0] in self.tools:  # only resolved for repos with HelmReleases
+            h_metrics, h_health = host.ports(2)
+            controllers.append(("helm-controller", [
+                "--watch-all-namespaces=true",
+                f"--metrics-addr=127.0.0.1:{h_metrics}",
+                f"--health-addr=127.0.0.1:{h_health}",
+                "--enable-leader-election=false",
+                "--log-encoding=json",
+                *self.settings.flags("helm-controller"),
+            ], h_health))
+        for name, args, _ in controllers:
             self.controller_flags[name] = args
             host.supervisor.start(name, [str(self.tools[name].path), *args], env=env)
-        for name, port in (("source-controller", s_health), ("kustomize-controller", k_health)):
+        for name, _, port in controllers:
             poll_until(functools.partial(http_ok, f"http://127.0.0.1:{port}/readyz"),
                        timeout_s=self.startup_timeout_s, what=f"{name} /readyz",
                        abort=host.supervisor.check, interval_s=0.05)
 
     def describe(self) -> dict[str, Any]:
         return {
-            "controllers": {n: self.tools[n].version for n in FLUX_TOOLS if n in self.tools},
+            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS)
+                            if n in self.tools},
             "flags": self.controller_flags,
             "requeue_dependency": self.settings.requeue_dependency,
             "concurrent": self.settings.concurrent,

@@ -110,6 +110,11 @@ class RepoModel:
     notes: tuple[str, ...] = ()
 
     @property
+    def uses_helm(self) -> bool:
+        """The repo defines HelmReleases, so helm-controller must run."""
+        return any(o.kind == "HelmRelease" for o in self.objects)
+
+    @property
     def kustomizations(self) -> tuple[FluxObject, ...]:
         return tuple(o for o in self.objects if o.kind == "Kustomization")
 
@@ -295,9 +300,6 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoMode
             objects[ref] = FluxObject(kind, ns, name, origin, deps, ks_path, spec)
 
     _check_dependencies(objects)
-    if any(o.kind == "HelmRelease" for o in objects.values()):
-        notes.append("the repo defines HelmReleases: the embedded provider runs source- and "
-                     "kustomize-controller only, so HelmReleases are listed but not awaited")
     sync_patches, local_changes, replaced = _local_run_patches(rendered_by.get(root_ref, []))
     inputs = _manual_inputs(objects.values(), produced, replaced)
     return RepoModel(top, _rel(top, cluster_dir), tuple(objects.values()), tuple(inputs),

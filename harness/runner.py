@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client as k8s
 
 from harness.config import Config
-from harness.converge import DEFAULT_KINDS, Converger, ConvergeResult
+from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill, outcome_of
 from harness.errors import (
@@ -51,7 +51,14 @@ from harness.providers import (
 from harness.repo import RepoModel, SuppliedInputs, analyze, check_inputs, load_inputs
 from harness.report.model import DrillReport, ObjectRecord, Verdict
 from harness.report.writers import write_all
-from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, ensure_tools, flux_crds
+from harness.tools import (
+    EMBEDDED_TOOLS,
+    FLUX_TOOLS,
+    HELM_TOOLS,
+    ResolvedTool,
+    ensure_tools,
+    flux_crds,
+)
 from harness.verify import verify_rollouts
 
 log = logging.getLogger(__name__)
@@ -181,6 +188,9 @@ def preflight(s: RunState, rnd: int) -> None:
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)
     cluster = s.opts.cluster or default_cluster(s.rev.path)
     s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    if s.model.uses_helm and FLUX_TOOLS[0] in provider_tools:
+        # Host-process Flux: helm-controller too, built only for repos that need it.
+        s.tools.update(ensure_tools(s.opts.config, HELM_TOOLS, progress=s.progress))
     s.supplied = load_inputs(s.opts.inputs)
     check_inputs(s.model, s.supplied, s.opts.inputs)
     s.git = GitServer(s.rev, s.workdir / "git").start()
@@ -239,8 +249,8 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 def converge(s: RunState, rnd: int) -> None:
     assert s.model is not None
-    watched = {k.kind for k in DEFAULT_KINDS}
-    # HelmReleases need helm-controller, which this runtime does not run (preflight says so).
+    kinds = (*DEFAULT_KINDS, HELM_RELEASES) if s.model.uses_helm else DEFAULT_KINDS
+    watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
         o.ref for o in s.model.objects if o.kind == "Kustomization" and o.path is None
@@ -249,7 +259,7 @@ def converge(s: RunState, rnd: int) -> None:
     def on_change(done: int, total: int, obj: Any) -> None:
         s.progress(f"converge: {done}/{total} ready ({obj.ref} after {obj.ready_after_s:.1f}s)")
 
-    converger = Converger(s.api, s.revision, expected, clock=s.drill.clock,
+    converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
                           start=s.drill.phase_starts[("provision", rnd)], on_change=on_change,
                           revision_free=revision_free)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)

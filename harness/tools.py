@@ -40,12 +40,14 @@ Progress = Callable[[str], None]
 
 TOOL_NAMES: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-    "source-controller", "kustomize-controller", "kustomize",
+    "source-controller", "kustomize-controller", "helm-controller", "kustomize",
 )
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )
 FLUX_TOOLS: tuple[str, ...] = ("source-controller", "kustomize-controller")
+HELM_TOOLS: tuple[str, ...] = ("helm-controller",)
+"""Resolved only for repos that define HelmReleases."""
 
 VERSION_CHECK_TIMEOUT_S = 20.0
 FLUX_CRDS_DIR = "flux-crds"
@@ -555,7 +557,7 @@ def flux_crds(config: Config, *, progress: Progress | None = None) -> list[Path]
             f"the Flux {version} CRDs were not found in {target} and cannot be downloaded: {why}",
             tool=FLUX_CRDS_DIR, version=version,
             fix=f"copy the CRD YAML files of Flux {version} (config/crd/bases of "
-                "source-controller and kustomize-controller) into DIR/flux-crds/ and pass "
+                "source-, kustomize- and helm-controller) into DIR/flux-crds/ and pass "
                 "--tools-dir DIR (or set DRDRILL_TOOLS_DIR); or install Go so drdrill can "
                 "download them from the Go module proxy")
     lock = config.tools_cache / "locks" / f"{FLUX_CRDS_DIR}-{version}.lock"

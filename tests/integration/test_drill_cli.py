@@ -188,3 +188,18 @@ def test_flux_bootstrap_repo_converges_locally_and_says_what_changed(fixture_rep
     assert any("ssh://" in c for c in report["settings"]["local_run_changes"])
     apps = [o for o in report["objects"] if o["round"] == 2 and o["name"] == "apps"]
     assert apps and apps[0]["ready"]
+
+
+def test_helm_release_repo_runs_helm_controller_and_converges(fixture_repo, tmp_path,
+                                                              state_env):
+    repo = fixture_repo("helm-git-chart")
+    out = tmp_path / "report"
+    res = drdrill("drill", "--repo", repo, "--cluster", "clusters/dev", "--inputs",
+                  repo / "inputs", "--report-dir", out, cache_env=state_env, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert "helm-controller" in report["settings"]["flux"]["controllers"]
+    [hr] = [o for o in report["objects"] if o["round"] == 2 and o["kind"] == "HelmRelease"]
+    assert (hr["namespace"], hr["name"], hr["ready"]) == ("web", "hello", True)
+    assert any(m["id"] == "secret/web/hello-secrets" for m in report["manual_steps"]
+               if m["round"] == 2)

@@ -112,3 +112,13 @@ def test_missing_cluster_path_lists_choices(sample_repo, kustomize):
     with pytest.raises(MissingPathError) as err:
         analyze(sample_repo, "clusters/nope", kustomize=kustomize)
     assert "clusters/homelab" in str(err.value)
+
+
+def test_helm_release_with_chart_in_git(fixture_repo, kustomize):
+    model = analyze(fixture_repo("helm-git-chart"), "clusters/dev", kustomize=kustomize)
+    assert model.uses_helm
+    assert "HelmRelease/web/hello" in model.expected()
+    # the ConfigMap is rendered by the repo; the Secret is not
+    assert required_inputs(model) == {("Secret", "web", "hello-secrets")}
+    [item] = model.manual_inputs
+    assert item.needed_by == ("HelmRelease/web/hello",) and item.field == "spec.valuesFrom[1]"
