@@ -1,1 +1,37 @@
-"""drdrill: disaster-recovery drills for GitOps (Flux) Kubernetes clusters."""
+"""drdrill: disaster-recovery drills for GitOps (Flux) Kubernetes clusters.
+
+The public API is `__all__`; names load lazily so `drdrill tools list` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "ClusterLifecycle": "harness.providers",
+    "ClusterProvider": "harness.providers",
+    "Config": "harness.config",
+    "Drill": "harness.drill",
+    "DrillFailure": "harness.errors",
+    "DrillOptions": "harness.runner",
+    "DrillReport": "harness.report.model",
+    "FluxSettings": "harness.flux",
+    "HarnessError": "harness.errors",
+    "ProviderContext": "harness.providers",
+    "SCENARIOS": "harness.runner",
+    "analyze": "harness.repo",
+    "ensure_tools": "harness.tools",
+    "run_drill": "harness.runner",
+    "write_all": "harness.report.writers",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

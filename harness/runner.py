@@ -23,15 +23,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
-import yaml
-from kubernetes import client as k8s
-
 from harness.config import Config
 from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
 from harness.diagnostics import collect_diagnostics
-from harness.drill import Drill, outcome_of
+from harness.drill import Drill
 from harness.errors import (
     ConfigError,
+    DrillFailure,
     DrillInterrupted,
     HarnessError,
     ReportError,
@@ -167,7 +165,6 @@ class RunState:
     flux: FluxRuntime | None = None
     converged: dict[int, ConvergeResult] = field(default_factory=dict)
     diagnostics: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def revision(self) -> str:
@@ -318,9 +315,8 @@ def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = No
             say(f"drill stopped: {type(exc).__name__}: {exc}")
         finally:
             with _signals_ignored():
-                verdict: Verdict = outcome_of(error)  # type: ignore[assignment]
-                if isinstance(error, KeyboardInterrupt):
-                    verdict = "broken"
+                verdict: Verdict = "failed" if isinstance(error, DrillFailure) else (
+                    "broken" if error is not None else "passed")
                 keep = opts.keep_cluster == "always" or (opts.keep_cluster == "on-failure"
                                                          and verdict != "passed")
                 report_error: ReportError | None = None
@@ -450,10 +446,3 @@ def _signals_ignored() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)
-
-
-__all__ = ["SCENARIOS", "DrillOptions", "Scenario", "k8s", "run_drill"]
