@@ -58,6 +58,16 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
+    return value
+
+
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from harness.runner import SCENARIOS
 
@@ -77,7 +87,8 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--keep-cluster", choices=("never", "on-failure", "always"), default="never")
     p.add_argument("--timeout", type=_positive_float, default=300.0,
                    help="converge deadline per round in seconds (default 300)")
-    p.add_argument("--nodes", type=int, default=3, help="simulated nodes (embedded; default 3)")
+    p.add_argument("--nodes", type=_positive_int, default=3,
+                   help="simulated nodes (embedded; default 3)")
     p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
                    help="Flux --requeue-dependency (drill default "
                         f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")

@@ -238,6 +238,11 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoMode
     """Walk the repo from `cluster_path` the way Flux would, or raise a RepoError."""
     top = top.resolve()
     cluster_dir = top / cluster_path
+    if cluster_dir.exists() and not cluster_dir.is_dir():
+        raise MissingPathError(f"cluster path {cluster_path!r} is a file, not a folder",
+                               file=str(top), obj=None,
+                               fix=f"pass --cluster the folder, e.g. "
+                                   f"{_rel(top, cluster_dir.parent)}")
     if not cluster_dir.is_dir():
         candidates = sorted(_rel(top, p) for p in (top / "clusters").glob("*") if p.is_dir()) \
             if (top / "clusters").is_dir() else []

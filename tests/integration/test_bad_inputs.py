@@ -33,6 +33,14 @@ def _setup(case: str, tmp_path: Path, fixture_repo, sample_repo) -> tuple[list[s
         return ["--repo", str(tmp_path / "plain")], {}
     if case == "cluster-path-missing":
         return ["--repo", str(sample_repo), "--cluster", "clusters/nope"], {}
+    if case == "cluster-path-is-a-file":
+        return ["--repo", str(sample_repo), "--cluster", "clusters/homelab/apps.yaml"], {}
+    if case == "inputs-invalid-yaml":
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "x.yaml").write_text("kind: Secret\nmetadata: [oops\n")
+        return ["--repo", str(sample_repo), "--inputs", str(tmp_path / "in")], {}
+    if case == "nodes-zero":
+        return ["--repo", str(sample_repo), "--nodes", "0"], {}
     if case.startswith("broken-"):
         return ["--repo", str(fixture_repo(case)), "--cluster", "clusters/dev"], {}
     if case == "missing-manual-input":
@@ -70,6 +78,9 @@ MATRIX = {
     "missing-manual-input": (2, ["cluster-secrets", "Kustomization/flux-system/apps",
                                  "--inputs"], True),
     "inputs-not-a-folder": (2, ["is not a folder"], True),
+    "cluster-path-is-a-file": (2, ["is a file, not a folder", "clusters/homelab"], True),
+    "inputs-invalid-yaml": (2, ["invalid YAML at line", "x.yaml"], True),
+    "nodes-zero": (2, ["must be at least 1"], False),
     "unknown-provider": (2, ["unknown provider 'nope'", "embedded"], True),
     "unknown-scenario": (2, ["unknown scenario 'nope'", "full-rebuild"], True),
     "missing-tool-no-go": (2, ["v3.6.16", "etcd", "--tools-dir", "Go"], True),
