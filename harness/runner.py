@@ -165,6 +165,16 @@ class RunState:
     flux: FluxRuntime | None = None
     converged: dict[int, ConvergeResult] = field(default_factory=dict)
     diagnostics: dict[str, str] = field(default_factory=dict)
+    provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Each round's provider description (its host, timings), refreshed after it is deleted."""
+
+    def describe_provider(self, rnd: int) -> None:
+        if self.provider is None:
+            return
+        try:
+            self.provider_rounds[rnd] = self.provider.describe()
+        except Exception as exc:  # noqa: BLE001 - a description must never hide the real error
+            log.warning("describing the round %s provider failed: %s", rnd, exc)
 
     @property
     def revision(self) -> str:
@@ -203,10 +213,13 @@ def provision(s: RunState, rnd: int) -> None:
         options={"nodes": s.opts.nodes, **s.opts.provider_options})
     provider = factory(ctx)
     s.provider = provider  # registered before create: teardown deletes half-made clusters too
-    with s.drill.manual_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
-                             automatable=True,
-                             performed_by=f"drdrill ({s.opts.provider} provider)"):
-        provider.create()
+    try:
+        with s.drill.manual_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
+                                 automatable=True,
+                                 performed_by=f"drdrill ({s.opts.provider} provider)"):
+            provider.create()
+    finally:
+        s.describe_provider(rnd)
     s.api = api_client(provider.kubeconfig)
 
 
@@ -278,6 +291,7 @@ def disaster(s: RunState, rnd: int) -> None:
     assert s.provider is not None
     _collect(s, rnd)
     s.provider.delete()
+    s.describe_provider(rnd)
     if s.provider.is_up():
         raise HarnessError("the disaster did not take the cluster down")
     s.provider = None
@@ -357,6 +371,7 @@ def _teardown(s: RunState, *, keep: bool) -> None:
                        f"with `drdrill gc --run-id {s.run_id}`")
         else:
             s.provider.delete()
+        s.describe_provider(s.drill.round)
     if s.api is not None:
         with contextlib.suppress(Exception):
             s.api.close()
@@ -386,7 +401,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
         "flux": s.flux.describe() if s.flux else {
             "requeue_dependency": s.opts.flux.requeue_dependency,
             "concurrent": s.opts.flux.concurrent},
-        "provider": s.provider.describe() if s.provider is not None else {},
+        "provider": s.provider_rounds[max(s.provider_rounds)] if s.provider_rounds else {},
+        "provider_rounds": {f"round{r}": d for r, d in sorted(s.provider_rounds.items())},
         "first_build_ttr_s": d.time_to_ready(round=1),
         "converge_timeout_s": s.opts.converge_timeout_s,
         "keep_cluster": s.opts.keep_cluster,

@@ -31,7 +31,6 @@ import shlex
 import shutil
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,10 +80,6 @@ Not DRDRILL_RUN_ID: that marks processes of *this* machine's runs for `drdrill g
 take a lab host sharing this kernel (a container) for a dead run's leftovers and kill it."""
 LAB_RUN_ENV = "DRDRILL_LAB_RUN_ID"
 
-# What each finished round left for the report: run id -> round label -> record. A later
-# round's provider describes the hosts of earlier ones (the runner keeps only the last one).
-_HISTORY: dict[str, dict[str, dict[str, Any]]] = {}
-_HISTORY_LOCK = threading.Lock()
 
 
 # -- CLI options (wired into `drdrill drill` by harness/cli.py) ------------------------------
@@ -311,7 +306,6 @@ class LabProvider(ClusterLifecycle):
             super().create()
         finally:
             self.timings["create_s"] = round(time.monotonic() - started, 3)
-            self._remember()
 
     def _create(self) -> None:
         self._preflight()
@@ -345,7 +339,6 @@ class LabProvider(ClusterLifecycle):
         self._pids.clear()
         if self.timings.get("create_s") is not None:
             self.timings["wipe_s"] = round(time.monotonic() - started, 3)
-            self._remember()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def is_up(self) -> bool:
@@ -383,15 +376,14 @@ class LabProvider(ClusterLifecycle):
         return out
 
     def describe(self) -> dict[str, Any]:
-        with _HISTORY_LOCK:
-            rounds = dict(_HISTORY.get(self.ctx.run_id, {}))
+        """This round's host, how it was verified and its timings; the runner keeps one per
+        round (settings.provider_rounds)."""
         return {
             "distribution": self.distribution,
             "inventory": str(self.inventory.path),
             "recover_to": self.recover_to,
             "host": self._record(),
             "spare_pool": [h.name for h in self.inventory.spare],
-            "rounds": rounds,
             "flags": self.flags,
         }
 
@@ -410,7 +402,6 @@ class LabProvider(ClusterLifecycle):
             return flags
         finally:
             self.timings["flux_install_s"] = round(time.monotonic() - started, 3)
-            self._remember()
 
     def git_url(self, local_url: str) -> str:
         """The harness's Git server, brought to the host's loopback by an SSH reverse forward
@@ -454,9 +445,6 @@ class LabProvider(ClusterLifecycle):
                 "verified_by": v.get("verified_by"), "timings": dict(self.timings),
                 "agents": [a.name for a in self.k3s_hosts[1:]]}
 
-    def _remember(self) -> None:
-        with _HISTORY_LOCK:
-            _HISTORY.setdefault(self.ctx.run_id, {})[f"round{self.round}"] = self._record()
 
     # -- internals: embedded control plane on the host ------------------------------------
     def _tools(self) -> dict[str, ResolvedTool]:

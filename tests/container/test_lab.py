@@ -55,7 +55,7 @@ def test_lab_drill_converges_on_a_and_recovers_onto_spare_b(lab, fixture_repo, t
         for name in ("provision", "bootstrap", "converge", "verify"):
             assert phases[(rnd, name)]["outcome"] == "passed"
     lab_info = data["settings"]["provider"]
-    rounds = lab_info["rounds"]
+    rounds = {r: d["host"] for r, d in data["settings"]["provider_rounds"].items()}
     assert rounds["round1"]["name"] == "host-a" and rounds["round2"]["name"] == "host-b"
     for rnd, host in (("round1", "host-a"), ("round2", "host-b")):
         rec = rounds[rnd]
