@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from harness.argtypes import positive_float, positive_int
 from harness.config import Config
 from harness.errors import ConfigError, HarnessError
 from harness.flux import FluxSettings
@@ -48,26 +49,6 @@ class Progress:
                  f"{getattr(rec, 'outcome', '?')} in {getattr(rec, 'duration_s', 0):.1f}s")
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be more than 0 seconds")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
-    return value
-
-
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from harness.runner import SCENARIOS
 
@@ -83,11 +64,11 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                                    "(default reports/<run-id>)")
     p.add_argument("--inputs", type=Path, help="folder of manifests for the manual inputs "
                                                "(Secrets/ConfigMaps not in Git)")
-    p.add_argument("--rto", type=_positive_float, help="recovery-time objective in seconds")
+    p.add_argument("--rto", type=positive_float, help="recovery-time objective in seconds")
     p.add_argument("--keep-cluster", choices=("never", "on-failure", "always"), default="never")
-    p.add_argument("--timeout", type=_positive_float, default=300.0,
+    p.add_argument("--timeout", type=positive_float, default=300.0,
                    help="converge deadline per round in seconds (default 300)")
-    p.add_argument("--nodes", type=_positive_int, default=3,
+    p.add_argument("--nodes", type=positive_int, default=3,
                    help="simulated nodes (embedded; default 3)")
     p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
                    help="Flux --requeue-dependency (drill default "

@@ -16,35 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import yaml
 
 from harness.command import Command, run
 from harness.config import Config
 from harness.errors import ConfigError, ProviderError
 from harness.gc import OWNER_LABEL, RUN_ID_LABEL
 from harness.procs import owner_token
-from harness.providers import ClusterLifecycle, ProviderContext
+from harness.providers import ProviderContext
 from harness.providers.kind import (
-    FLUX_IMAGE_REGISTRY,
-    Relay,
+    DockerCliProvider,
     _readyz,
-    check_docker,
     cli_availability,
-    cli_path,
-    cluster_name,
-    ensure_network,
     flux_images,
-    inspect_network,
-    install_flux_in_cluster,
-    network_gateway,
-    network_name,
-    relayed_url,
     remove_network,
     write_kubeconfig,
 )
-from harness.tools import ResolvedTool
 
 log = logging.getLogger(__name__)
 
@@ -175,51 +161,26 @@ def k3d_create_command(k3d: str, config: Path) -> Command:
     return Command.of(k3d, "cluster", "create", "--config", config).with_timeout(CREATE_TIMEOUT_S)
 
 
-class K3dProvider(ClusterLifecycle):
+class K3dProvider(DockerCliProvider):
     """A k3d cluster on this machine's Docker (see module docstring)."""
 
     name = "k3d"
+    cli = "k3d"
+    name_max = NAME_MAX
+
+    def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
+        return k3d_config(self.cluster, ctx.run_id, self.network, ctx.options)
 
     @staticmethod
-    def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
-        """None of the host binaries: Flux runs in-cluster from the pinned images."""
-        return ()
-
-    def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.cluster = cluster_name(ctx.run_id, ctx.cluster_name, max_len=NAME_MAX)
-        self.network = network_name(ctx.run_id)
-        self.workdir = ctx.workdir
-        self._kubeconfig = self.workdir / "kubeconfig"
-        self.config = k3d_config(self.cluster, ctx.run_id, self.network, ctx.options)
-        self.registry = str(ctx.options.get("flux_image_registry", FLUX_IMAGE_REGISTRY))
-        self.startup_timeout_s = float(ctx.options.get("startup_timeout_s", 300))
-        self._relay: Relay | None = None
-        self._created = False
-        self._created_network = False
-        self.docker_version: str | None = None
-        self.k3d_version: str | None = None
-        self.flags: dict[str, Any] = {}
+    def parse_version(out: str) -> str:
+        return parse_k3d_version(out)
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:
         return cli_availability("k3d", ["version"], parse_k3d_version, K3S_IMAGE_REPO)
 
-    @property
-    def kubeconfig(self) -> Path:
-        return self._kubeconfig
-
     def _create(self) -> None:
-        k3d = cli_path("k3d")
-        self.docker_version = check_docker()
-        self.k3d_version = parse_k3d_version(
-            run(Command.of(k3d, "version").with_timeout(30)).stdout)
-        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cfg = self.workdir / "k3d-config.yaml"
-        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self._created_network = ensure_network(self.network, self.ctx.run_id) \
-            or self._created_network
-        self._created = True
+        k3d, cfg = self._prepare()
         run(k3d_create_command(k3d, cfg),
             fix="read k3d's output above; without access to a registry the k3s image (and "
                 "k3d's tools/proxy images) must be present locally (docker load)")
@@ -278,21 +239,7 @@ class K3dProvider(ClusterLifecycle):
 
     def describe(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "network": self.network,
-                "k3d_version": self.k3d_version, "docker_version": self.docker_version,
+                "k3d_version": self.cli_version, "docker_version": self.docker_version,
                 "k3s_image": self.config.get("image", "k3d's default"),
                 "agents": self.config["agents"],
                 "flux_images": flux_images(registry=self.registry), "flags": self.flags}
-
-    def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
-                     settings: Any) -> dict[str, Any]:
-        self.flags = install_flux_in_cluster(api, settings, timeout_s=self.startup_timeout_s,
-                                             registry=self.registry)
-        return self.flags
-
-    def git_url(self, local_url: str) -> str:
-        port = urlsplit(local_url).port
-        if port is None:
-            return local_url
-        if self._relay is None:
-            self._relay = Relay(network_gateway(inspect_network(self.network)), port)
-        return relayed_url(local_url, self._relay)

@@ -16,6 +16,7 @@ the in-cluster Flux install.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
@@ -443,10 +444,14 @@ def kind_create_command(kind: str, name: str, config: Path, kubeconfig: Path, *,
             .with_timeout(CREATE_TIMEOUT_S))
 
 
-class KindProvider(ClusterLifecycle):
-    """A kind cluster on this machine's Docker (see module docstring)."""
+class DockerCliProvider(ClusterLifecycle):
+    """What the kind and k3d providers share: a cluster and a network named after the run on
+    this machine's Docker, a config file generated from the drill's options, and Flux
+    installed in-cluster from the pinned images."""
 
-    name = "kind"
+    cli: str = ""
+    """The CLI that creates the cluster (`kind`, `k3d`)."""
+    name_max: int = 40
 
     @staticmethod
     def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -455,41 +460,88 @@ class KindProvider(ClusterLifecycle):
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
-        self.cluster = cluster_name(ctx.run_id, ctx.cluster_name)
+        self.cluster = cluster_name(ctx.run_id, ctx.cluster_name, max_len=self.name_max)
         self.network = network_name(ctx.run_id)
         self.workdir = ctx.workdir
         self._kubeconfig = self.workdir / "kubeconfig"
-        self.config = kind_config(self.cluster, ctx.options)  # a bad option fails now
-        self.wait = str(ctx.options.get("wait", "120s"))
+        self.config = self.make_config(ctx)  # a bad option fails now, before any phase
         self.registry = str(ctx.options.get("flux_image_registry", FLUX_IMAGE_REGISTRY))
         self.startup_timeout_s = float(ctx.options.get("startup_timeout_s", 300))
         self._relay: Relay | None = None
-        self._created_network = False
         self._created = False
+        self._created_network = False
         self.docker_version: str | None = None
-        self.kind_version: str | None = None
+        self.cli_version: str | None = None
         self.flags: dict[str, Any] = {}
+
+    @abc.abstractmethod
+    def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
+        """The CLI's cluster config for this drill."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def parse_version(out: str) -> str:
+        """The version the CLI's `version` command prints."""
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
+    def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
+                     settings: Any) -> dict[str, Any]:
+        self.flags = install_flux_in_cluster(api, settings, timeout_s=self.startup_timeout_s,
+                                             registry=self.registry)
+        return self.flags
+
+    def git_url(self, local_url: str) -> str:
+        port = urlsplit(local_url).port
+        if port is None:
+            return local_url
+        if self._relay is None:
+            self._relay = Relay(network_gateway(inspect_network(self.network)), port)
+        return relayed_url(local_url, self._relay)
+
+    def _prepare(self) -> tuple[str, Path]:
+        """Docker and the CLI answer, the config is written and the run's network exists;
+        from here on delete() asks the CLI to remove what it made. Returns (cli, config)."""
+        cli = cli_path(self.cli)
+        self.docker_version = check_docker()
+        self.cli_version = self.parse_version(
+            run(Command.of(cli, "version").with_timeout(30)).stdout)
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg = self.workdir / f"{self.cli}-config.yaml"
+        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self._created_network = ensure_network(self.network, self.ctx.run_id) \
+            or self._created_network
+        self._created = True
+        return cli, cfg
+
+
+class KindProvider(DockerCliProvider):
+    """A kind cluster on this machine's Docker (see module docstring)."""
+
+    name = "kind"
+    cli = "kind"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx)
+        self.wait = str(ctx.options.get("wait", "120s"))
+
+    def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
+        return kind_config(self.cluster, ctx.options)
+
+    @staticmethod
+    def parse_version(out: str) -> str:
+        return parse_kind_version(out)
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:
         return cli_availability("kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO)
 
     # -- ClusterProvider -------------------------------------------------------------------
-    @property
-    def kubeconfig(self) -> Path:
-        return self._kubeconfig
-
     def _create(self) -> None:
-        kind = cli_path("kind")
-        self.docker_version = check_docker()
-        self.kind_version = parse_kind_version(
-            run(Command.of(kind, "version").with_timeout(30)).stdout)
-        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cfg = self.workdir / "kind-config.yaml"
-        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self._created_network = ensure_network(self.network, self.ctx.run_id) \
-            or self._created_network
-        self._created = True  # from here on delete() asks kind to remove what it made
+        kind, cfg = self._prepare()
         run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
                                 network=self.network, wait=self.wait),
             fix="read kind's output above; without access to a registry the node image must "
@@ -530,25 +582,11 @@ class KindProvider(ClusterLifecycle):
 
     def describe(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "network": self.network,
-                "kind_version": self.kind_version, "docker_version": self.docker_version,
+                "kind_version": self.cli_version, "docker_version": self.docker_version,
                 "node_image": node_image(self.ctx.options) or "kind's default",
                 "nodes": len(self.config["nodes"]), "flux_images": flux_images(
                     registry=self.registry), "flags": self.flags}
 
-    # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
-    def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
-                     settings: Any) -> dict[str, Any]:
-        self.flags = install_flux_in_cluster(api, settings, timeout_s=self.startup_timeout_s,
-                                             registry=self.registry)
-        return self.flags
-
-    def git_url(self, local_url: str) -> str:
-        port = urlsplit(local_url).port
-        if port is None:
-            return local_url
-        if self._relay is None:
-            self._relay = Relay(network_gateway(inspect_network(self.network)), port)
-        return relayed_url(local_url, self._relay)
 
 
 # -- shared helpers --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.argtypes import non_negative, positive_int
 from harness.report.trend import FLOOR_S, MIN_BASELINE, THRESHOLD_PCT, WINDOW, run_trend
 
 TREND_RULE = (
@@ -19,26 +20,6 @@ TREND_RULE = (
     "not a regression (its own verdict failed). Unreadable report.json files and other schema "
     "versions are skipped with a warning. Exit 2: no history to read."
 )
-
-
-def _non_negative(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} must not be negative")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
-    return value
 
 
 def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
@@ -55,12 +36,12 @@ def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse
                        help="folder of run folders holding report.json (default reports)")
     trend.add_argument("--out", type=Path, metavar="DIR",
                        help="where to write trend.svg and trend.md (default: --history)")
-    trend.add_argument("--threshold", type=_non_negative, default=THRESHOLD_PCT, metavar="PCT",
+    trend.add_argument("--threshold", type=non_negative, default=THRESHOLD_PCT, metavar="PCT",
                        help=f"percent over the median that counts (default {THRESHOLD_PCT:g})")
-    trend.add_argument("--floor", type=_non_negative, default=FLOOR_S, metavar="SECONDS",
+    trend.add_argument("--floor", type=non_negative, default=FLOOR_S, metavar="SECONDS",
                        help="seconds over the median that count, so tiny runs don't flap "
                             f"(default {FLOOR_S:g})")
-    trend.add_argument("--window", type=_positive_int, default=WINDOW, metavar="N",
+    trend.add_argument("--window", type=positive_int, default=WINDOW, metavar="N",
                        help=f"how many previous converged runs make the median (default {WINDOW})")
     trend.set_defaults(func=cmd_trend)
     return report
