@@ -474,8 +474,17 @@ def _start_pump(sock: socket.socket, chan: paramiko.Channel, name: str) -> None:
 
 
 def _pump(sock: socket.socket, chan: paramiko.Channel) -> None:
-    """Copy bytes both ways until either side closes."""
+    """Copy bytes both ways until either side closes (or resets: that ends the copy too)."""
     try:
+        _copy_both_ways(sock, chan)
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+        chan.close()
+
+
+def _copy_both_ways(sock: socket.socket, chan: paramiko.Channel) -> None:
+    with contextlib.suppress(OSError, paramiko.SSHException):
         while True:
             ready, _, _ = select.select([sock.fileno(), chan.fileno()], [], [], 1.0)
             if sock.fileno() in ready:
@@ -490,12 +499,6 @@ def _pump(sock: socket.socket, chan: paramiko.Channel) -> None:
                 sock.sendall(data)
             if chan.closed:
                 break
-    except (OSError, paramiko.SSHException):
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
-        chan.close()
 
 
 def _pin(spec: HostSpec, kind: str, b64: str) -> None:

@@ -185,14 +185,13 @@ class Relay:
         upstream.settimeout(None)
 
         def pipe(src: socket.socket, dst: socket.socket) -> None:
-            try:
+            # A reset on either side just ends the copy; the other direction is told by the
+            # half-close.
+            with contextlib.suppress(OSError):
                 while data := src.recv(65536):
                     dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
 
         back = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
         back.start()
