@@ -6,6 +6,8 @@ Paths are strings because they may name files on another machine.
 
 from __future__ import annotations
 
+import http.client
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -148,3 +150,32 @@ def nodes_ready(api: Any, want: int) -> tuple[bool, str]:
              if any(c.get("type") == "Ready" and c.get("status") == "True"
                     for c in (n.get("status") or {}).get("conditions") or [])]
     return len(ready) >= want, f"{len(ready)}/{want} nodes Ready"
+
+
+class ReadyzProbe:
+    """GET /readyz as the cluster admin over one kept-alive TLS connection: building the TLS
+    context and handshaking on every probe costs the harness real CPU."""
+
+    def __init__(self, pki: ClusterPKI, port: int) -> None:
+        self.port = port
+        self._ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+        self._ctx.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def __call__(self) -> tuple[bool, str]:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2,
+                                                     context=self._ctx)
+        try:
+            self._conn.request("GET", "/readyz")
+            resp = self._conn.getresponse()
+            body = resp.read(300).decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return False, str(exc)
+        return resp.status == 200, f"HTTP {resp.status}: {body}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -25,12 +25,11 @@ from harness.errors import (
     RepoError,
     UnknownDependencyError,
 )
+from harness.flux import FLUX_NAMESPACE, SYNC_NAME
 from harness.kube import load_yaml_docs, parse_yaml_all
 
 log = logging.getLogger(__name__)
 
-FLUX_NAMESPACE = "flux-system"
-SYNC_NAME = "flux-system"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KS_GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -234,6 +233,13 @@ def _norm_path(top: Path, raw: str | None, *, obj: str, file: str) -> Path:
     return candidate
 
 
+def cluster_candidates(top: Path) -> list[str]:
+    """The repo-relative folders under clusters/ (the usual Flux layout), sorted."""
+    clusters = top / "clusters"
+    return sorted(_rel(top, p) for p in clusters.iterdir() if p.is_dir()) \
+        if clusters.is_dir() else []
+
+
 def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoModel:
     """Walk the repo from `cluster_path` the way Flux would, or raise a RepoError."""
     top = top.resolve()
@@ -244,8 +250,7 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None) -> RepoMode
                                fix=f"pass --cluster the folder, e.g. "
                                    f"{_rel(top, cluster_dir.parent)}")
     if not cluster_dir.is_dir():
-        candidates = sorted(_rel(top, p) for p in (top / "clusters").glob("*") if p.is_dir()) \
-            if (top / "clusters").is_dir() else []
+        candidates = cluster_candidates(top)
         raise MissingPathError(
             f"cluster path {cluster_path!r} does not exist", file=str(top), obj=None,
             fix=("pass --cluster one of: " + ", ".join(candidates)) if candidates

@@ -46,7 +46,14 @@ from harness.providers import (
     SupportsGitAccess,
     get_provider,
 )
-from harness.repo import RepoModel, SuppliedInputs, analyze, check_inputs, load_inputs
+from harness.repo import (
+    RepoModel,
+    SuppliedInputs,
+    analyze,
+    check_inputs,
+    cluster_candidates,
+    load_inputs,
+)
 from harness.report.model import DrillReport, ObjectRecord, Verdict
 from harness.report.writers import write_all
 from harness.tools import (
@@ -134,10 +141,9 @@ def validate_options(opts: DrillOptions) -> None:
 
 def default_cluster(top: Path) -> str:
     """The only folder under clusters/, or an error listing the choices."""
-    candidates = sorted(p.name for p in (top / "clusters").glob("*") if p.is_dir()) \
-        if (top / "clusters").is_dir() else []
+    candidates = cluster_candidates(top)
     if len(candidates) == 1:
-        return f"clusters/{candidates[0]}"
+        return candidates[0]
     raise ConfigError(
         "cannot tell which cluster to drill" + (f": the repo has {', '.join(candidates)}"
                                                 if candidates else ": the repo has no clusters/"),

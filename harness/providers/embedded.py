@@ -8,10 +8,8 @@ own folder, so several clusters run side by side.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import shutil
-import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +19,7 @@ from harness.config import Config
 from harness.controlplane import (
     PORT_NAMES,
     Layout,
+    ReadyzProbe,
     apiserver_args,
     controller_manager_args,
     etcd_args,
@@ -61,8 +60,7 @@ class EmbeddedProvider(ClusterLifecycle):
         self._kubeconfig = self.workdir / "kubeconfig"
         self._ports: dict[str, int] = {}
         self._api: Any = None
-        self._ssl: ssl.SSLContext | None = None
-        self._probe: http.client.HTTPSConnection | None = None
+        self._probe: ReadyzProbe | None = None
         self.flags: dict[str, list[str]] = {}
 
     def restart_component(self, name: str, *, down_s: float = 0.0) -> None:
@@ -184,20 +182,7 @@ class EmbeddedProvider(ClusterLifecycle):
                    abort=self._sup.check, interval_s=0.1)
 
     def _readyz(self) -> tuple[bool, str]:
-        """GET /readyz over one kept-alive TLS connection (a handshake per probe costs CPU)."""
-        assert self._pki is not None
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-            self._ssl.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
         if self._probe is None:
-            self._probe = http.client.HTTPSConnection("127.0.0.1", self._ports["apiserver"],
-                                                      timeout=2, context=self._ssl)
-        try:
-            self._probe.request("GET", "/readyz")
-            resp = self._probe.getresponse()
-            body = resp.read(300).decode(errors="replace")
-        except (OSError, http.client.HTTPException) as exc:
-            self._probe.close()
-            self._probe = None
-            return False, str(exc)
-        return resp.status == 200, f"HTTP {resp.status}: {body}"
+            assert self._pki is not None
+            self._probe = ReadyzProbe(self._pki, self._ports["apiserver"])
+        return self._probe()

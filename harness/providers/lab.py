@@ -30,7 +30,6 @@ import re
 import shlex
 import shutil
 import socket
-import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +41,7 @@ import yaml
 from harness.config import Config
 from harness.controlplane import (
     Layout,
+    ReadyzProbe,
     apiserver_args,
     controller_manager_args,
     etcd_args,
@@ -64,7 +64,7 @@ from harness.pki import CertPair, ClusterPKI, create_pki, kubeconfig_yaml, write
 from harness.providers import ClusterLifecycle, ProviderContext
 from harness.ssh import SSHHost, check_reachable
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, ensure_tools
-from harness.waits import http_ok, poll_until
+from harness.waits import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,7 @@ class LabProvider(ClusterLifecycle):
         self._touched: set[str] = set()
         self._api: Any = None
         self._api_port_local: int | None = None
+        self._probe: ReadyzProbe | None = None
         self._pki: ClusterPKI | None = None
         self._ports: dict[str, int] = {}
         self._pids: dict[str, int] = {}
@@ -336,6 +337,9 @@ class LabProvider(ClusterLifecycle):
             h.close()
         self._ssh.clear()
         self._api_port_local = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         self._pids.clear()
         if self.timings.get("create_s") is not None:
             self.timings["wipe_s"] = round(time.monotonic() - started, 3)
@@ -602,9 +606,9 @@ rmdir {q(str(Path(rd).parent))} {q(self.host.work_dir)} 2>/dev/null || true
         if self.distribution == "embedded":
             if self._pki is None or self._api_port_local is None:
                 return False, "no tunnel to the apiserver"
-            ctx = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-            ctx.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
-            return http_ok(f"https://127.0.0.1:{self._api_port_local}/readyz", ctx)
+            if self._probe is None or self._probe.port != self._api_port_local:
+                self._probe = ReadyzProbe(self._pki, self._api_port_local)
+            return self._probe()
         if self._api is None:
             return False, "no client yet"
         from harness.providers.kind import readyz
