@@ -40,7 +40,8 @@ Progress = Callable[[str], None]
 
 TOOL_NAMES: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-    "source-controller", "kustomize-controller", "helm-controller", "kustomize",
+    "source-controller", "kustomize-controller", "helm-controller", "source-watcher",
+    "kustomize", "kubectl",
 )
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
@@ -48,6 +49,8 @@ EMBEDDED_TOOLS: tuple[str, ...] = (
 FLUX_TOOLS: tuple[str, ...] = ("source-controller", "kustomize-controller")
 HELM_TOOLS: tuple[str, ...] = ("helm-controller",)
 """Resolved only for repos that define HelmReleases."""
+WATCHER_TOOLS: tuple[str, ...] = ("source-watcher",)
+"""Resolved only for repos that define ArtifactGenerators."""
 
 VERSION_CHECK_TIMEOUT_S = 20.0
 FLUX_CRDS_DIR = "flux-crds"
@@ -95,6 +98,8 @@ class Manifest:
     """In build order."""
     flux_crds_version: str
     flux_crds: tuple[CrdSource, ...]
+    flux_release: str = ""
+    """The one Flux release whose controllers are pinned together, e.g. "v2.9.2"."""
 
     def family_tools(self, family: str) -> tuple[ToolSpec, ...]:
         return tuple(t for t in self.tools.values() if t.family == family)
@@ -168,7 +173,8 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
     sources = tuple(CrdSource(str(s["module"]), str(s["version"]), str(s["dir"]))
                     for s in crds.get("sources", []))
     return Manifest(MappingProxyType(tools), MappingProxyType(families),
-                    str(crds.get("version", "")), sources)
+                    str(crds.get("version", "")), sources,
+                    str(data.get("flux", {}).get("release", "")))
 
 
 _MANIFEST: Manifest | None = None
@@ -183,8 +189,13 @@ def load_manifest() -> Manifest:
     return _MANIFEST
 
 
+def flux_release() -> str:
+    """The pinned Flux release, e.g. "v2.9.2" (its controllers are pinned together)."""
+    return load_manifest().flux_release
+
+
 def flux_version() -> str:
-    """The version of the pinned Flux controllers, e.g. "v1.9.6"."""
+    """The version of the pinned source-/kustomize-controller, e.g. "v1.9.3"."""
     return load_manifest().tools[FLUX_TOOLS[0]].version
 
 

@@ -128,24 +128,25 @@ def test_flux_version_and_crd_sources_agree() -> None:
     manifest = tools.load_manifest()
     assert manifest.tools["kustomize-controller"].version == FLUX
     # The CRD cache key names every source's version, so a change to one refreshes the cache.
-    assert manifest.flux_crds_version.startswith(tools.flux_version())
+    # The CRD cache key names the whole Flux release, so a change of release refreshes it.
+    assert manifest.flux_crds_version == f"flux-{manifest.flux_release}"
     by_module = {manifest.tools[n].module: manifest.tools[n]
-                 for n in (*tools.FLUX_TOOLS, *tools.HELM_TOOLS)}
+                 for n in (*tools.FLUX_TOOLS, *tools.HELM_TOOLS, *tools.WATCHER_TOOLS)}
     assert {s.module for s in manifest.flux_crds} == set(by_module)
     for src in manifest.flux_crds:
         assert src.version == by_module[src.module].version
-        assert src.version in manifest.flux_crds_version
 
 
-def test_kube_family_builds_three_binaries_in_one_go_build(tmp_path: Path) -> None:
+def test_kube_family_builds_its_binaries_in_one_go_build(tmp_path: Path) -> None:
     plan = tools.load_manifest().build_plan("kube")
     argv = plan.build_argv("go", tmp_path)
     assert argv[argv.index("-o") + 1].endswith(os.sep)
-    assert argv[-3:] == [f"k8s.io/kubernetes/cmd/{n}" for n in
-                         ("kube-apiserver", "kube-controller-manager", "kube-scheduler")]
+    assert argv[-4:] == [f"k8s.io/kubernetes/cmd/{n}" for n in
+                         ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                          "kubectl")]
     ldflags = argv[argv.index("-ldflags") + 1].split(" -X ")
     assert ldflags[0] == "-s -w"
-    assert len(ldflags) == 4  # the three tools' identical -X flags are not repeated
+    assert len(ldflags) == 5  # the tools' identical -X flags are not repeated
     mod = plan.go_mod()
     assert f"go {KUBE_GO}" in mod
     assert "\tk8s.io/client-go => k8s.io/client-go v0." + KUBE.removeprefix("v1.") in mod
@@ -252,7 +253,7 @@ def test_missing_with_builds_turned_off(env: dict[str, Path], tmp_path: Path) ->
 
 def test_unknown_tool_name_is_rejected(env: dict[str, Path]) -> None:
     with pytest.raises(ToolNotFoundError, match="unknown tool"):
-        tools.ensure_tools(config(env), ["kubectl"])
+        tools.ensure_tools(config(env), ["kubectl-fancy"])
 
 
 # --- the cache stamp ------------------------------------------------------------------------
@@ -527,5 +528,5 @@ def test_tools_ensure_rejects_unknown_only(capsys: pytest.CaptureFixture[str]) -
     parser = argparse.ArgumentParser(prog="drdrill")
     add_tools_commands(parser.add_subparsers(dest="command"))
     with pytest.raises(SystemExit):
-        parser.parse_args(["tools", "ensure", "--only", "kubectl"])
+        parser.parse_args(["tools", "ensure", "--only", "kubectl-fancy"])
     assert "invalid choice" in capsys.readouterr().err
