@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.report.cli import add_report_commands
 
     add_report_commands(sub)
+    from harness.bench.cli import add_bench_command
+
+    add_bench_command(sub)
     p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
     p.add_argument("--older-than", default="0s", help="only runs older than this (e.g. 1h)")
     p.add_argument("--run-id", help="only this run")

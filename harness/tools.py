@@ -51,6 +51,8 @@ HELM_TOOLS: tuple[str, ...] = ("helm-controller",)
 """Resolved only for repos that define HelmReleases."""
 WATCHER_TOOLS: tuple[str, ...] = ("source-watcher",)
 """Resolved only for repos that define ArtifactGenerators."""
+BENCH_TOOLS: tuple[str, ...] = ("flux",)
+"""Only the benchmark's peers need these; `tools ensure` builds them only when named."""
 
 VERSION_CHECK_TIMEOUT_S = 20.0
 FLUX_CRDS_DIR = "flux-crds"
@@ -82,6 +84,7 @@ class FamilySpec:
     go: str
     require: tuple[tuple[str, str], ...]
     replace: tuple[str, ...]
+    overlay: tuple[gobuild.Overlay, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Manifest:
             family=family, version=self.family_version(family), go_directive=fam.go,
             require=fam.require, replace=fam.replace,
             packages=tuple(t.package for t in tools), names=tuple(t.name for t in tools),
-            ldflags=tuple(ldflags))
+            ldflags=tuple(ldflags), overlay=fam.overlay)
 
 
 class ManifestInvalid(HarnessError):
@@ -144,7 +147,25 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
         replace = _strs(fam.get("replace", []), f"families.{name}.replace")
         if any("=>" not in r for r in replace):
             raise ManifestInvalid(f"tools.toml: families.{name}.replace needs 'old => new v'")
-        families[name] = FamilySpec(name, str(fam["go"]), tuple(require), replace)
+        overlay = []
+        for entry in fam.get("overlay", []):
+            required = dict(require)
+            try:
+                module, file, with_ = str(entry["module"]), str(entry["file"]), str(entry["with"])
+            except (KeyError, TypeError) as exc:
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay entries need "
+                                      "module, file and with") from exc
+            if module not in required:
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay names {module}, "
+                                      "which the family does not require")
+            replacement = resources.files("harness").joinpath(with_)
+            if not replacement.is_file():
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay file {with_!r} is "
+                                      "not in the harness package")
+            overlay.append(gobuild.Overlay(module, required[module], file,
+                                           replacement.read_text(encoding="utf-8")))
+        families[name] = FamilySpec(name, str(fam["go"]), tuple(require), replace,
+                                    tuple(overlay))
     tools: dict[str, ToolSpec] = {}
     for name, raw in data.get("tools", {}).items():
         try:
