@@ -23,6 +23,7 @@ from harness.bench import stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
 from harness.drill import Drill
+from harness.errors import HarnessError
 from harness.flux import FluxSettings
 from harness.gc import run_processes
 from harness.procs import Supervisor
@@ -91,6 +92,11 @@ class PeerRound:
         return self.config.runs_dir / self.drill.run_id / f"round{self.rnd}" / "kubeconfig"
 
     def on_phase(self, event: str, record: Any) -> None:
+        if event == "start:report":
+            # Before teardown: a waiter that the cluster's end would stop must not count as
+            # having returned.
+            self.stop()
+            return
         if self.drill.round != self.rnd or record is None or record.outcome != "passed":
             return
         env = {"KUBECONFIG": str(self.kubeconfig())}
@@ -145,13 +151,16 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path) -> dict[str, Any]
 
     drill.listeners.append(on_phase)
     peer_round: PeerRound | None = None
+    flux_error: str | None = None
     if peers:
         from harness.repo import analyze
         from harness.tools import BENCH_TOOLS, ensure_tools
 
         tools = ensure_tools(opts.config, ["kubectl", "kustomize"])
-        with contextlib.suppress(Exception):  # without the flux CLI the table says so
+        try:
             tools.update(ensure_tools(opts.config, BENCH_TOOLS))
+        except HarnessError as exc:  # without the flux CLI the table says so
+            flux_error = str(exc)
         from harness.gitserver import resolve_revision
         from harness.runner import default_cluster
 
@@ -190,6 +199,8 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path) -> dict[str, Any]
     out["flux"] = report.settings.get("flux", {})
     if peer_round is not None and "start:provision:2" in marks and "end:converge:2" in marks:
         out["peers"] = _judge_peers(report, peer_round, marks)
+        if flux_error:
+            out["peers"]["flux_cli_error"] = flux_error
     return out
 
 

@@ -110,7 +110,15 @@ def probe(config: Config, workdir: Path, *, transitions: int = 50, poll_samples:
             watcher = threading.Thread(target=converger.run, kwargs={"timeout_s": 300},
                                        daemon=True)
             watcher.start()
-            time.sleep(3.0)  # let every watch (and the peers' processes) establish
+            # Every waiter must be waiting before the first patch, or a slow start would be
+            # timed as a quick detection: the flux waits say so, the rest get a moment more.
+            ready_by = time.monotonic() + 60
+            while time.monotonic() < ready_by and not (
+                    all(any("waiting for" in str(x.get("line", "")) for x in p.stamps())
+                        for p in polls.values())
+                    and (watch is None or any("line" in x for x in watch.stamps()))):
+                time.sleep(0.1)
+            time.sleep(2.0)
             patched: dict[str, float] = {}
             for n in names:
                 time.sleep(spacing_s)

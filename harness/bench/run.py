@@ -38,7 +38,7 @@ class BenchOptions:
     sizes: tuple[int, ...] = (10, 50, 200, 500)
     max_depth: int = 5
     helm_every: int = 10
-    """One HelmRelease per this many Kustomizations (0: none)."""
+    """One HelmRelease per this many Kustomizations, at least one (0: none)."""
     profile_size: int = 50
     parallel: tuple[int, ...] = (1, 2, 4)
     transitions: int = 50
@@ -119,11 +119,12 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
 
 def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
                  flux: dict[str, Any] | None = None) -> dict[str, Any]:
-    plan = genrepo.Plan(size, opts.max_depth, size // opts.helm_every if opts.helm_every else 0)
+    helm = max(1, size // opts.helm_every) if opts.helm_every else 0
+    plan = genrepo.Plan(size, opts.max_depth, helm)
     repo = repos / name
     if not repo.exists():
         genrepo.write_repo(repo, plan)
-    row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux)
+    row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True)
     requeue = str((flux or {}).get("requeue_dependency", FluxSettings.requeue_dependency))
     floor = stats.chain_floor(plan.depth, requeue=requeue, health_poll_s=5.0, wait=plan.wait)
     row.update(size=size, helmreleases=plan.helmreleases, depth=plan.depth,

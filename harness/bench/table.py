@@ -178,22 +178,28 @@ def render(result: Mapping[str, Any]) -> str:
                           _s(peers.get("cluster_peak_rss_mib"), "MiB", 0)]])
     scaling = result.get("scaling")
     if scaling:
-        lines += ["**4. Scaling** — generated repos, dependsOn chains of depth 1-5, one "
-                  "HelmRelease (chart in the repo) per 10 Kustomizations; floor = provision + "
-                  "bootstrap (measured) + hops x requeue-dependency + wait hops x 5 s "
-                  "health poll", ""]
+        lines += ["**4. Scaling** - generated repos, dependsOn chains of depth 1-5, one "
+                  "HelmRelease (chart in the repo) per 10 Kustomizations (at least one); "
+                  "floor = provision + bootstrap (measured) + hops x requeue-dependency + "
+                  "wait hops x 5 s health poll", ""]
         rows = []
         for r in scaling:
+            pr = r.get("peers") or {}
+            mine, base = pr.get("drdrill") or {}, pr.get("kubectl-wait") or {}
             rows.append([str(r.get("size")), str(r.get("helmreleases")), str(r.get("depth")),
                          str(r.get("verdict")), _s(r.get("ttr_s")), _s(r.get("converge_s")),
                          _s(r.get("floor_s")), _ratio_raw(r.get("ttr_over_floor")),
                          _s(r.get("harness_cpu_share_pct"), "%"),
                          _s(r.get("harness_peak_rss_mib"), "MiB", 0),
                          _s(r.get("cluster_peak_rss_mib"), "MiB", 0),
+                         _early(mine), _lat_p95(mine.get("detection")),
+                         f"{_s(base.get('returned_after_s'))}, {_early(base)}",
                          _load(r.get("activity"), cores)])
         lines += _table(["Kustomizations", "HelmReleases", "depth", "verdict", "TTR",
                          "converge", "floor", "TTR / floor", "harness CPU (% of a core)",
-                         "harness RSS", "cluster RSS", "load"], rows)
+                         "harness RSS", "cluster RSS", "drdrill: objects early",
+                         "drdrill detection p95", "kubectl wait: returned, objects early",
+                         "load"], rows)
     prof = result.get("profiles")
     if prof:
         rows = []
@@ -219,6 +225,15 @@ def render(result: Mapping[str, Any]) -> str:
     lines += _table(["target", "measured", ""], [[t, m, verdict(ok)]
                                                   for t, m, ok in targets(result)])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _early(row: Mapping[str, Any]) -> str:
+    early = row.get("too_early")
+    return "-" if early is None else str(len(early))
+
+
+def _lat_p95(summary: Mapping[str, Any] | None) -> str:
+    return "-" if not summary or not summary.get("n") else _s(summary.get("p95"), "ms")
 
 
 def _ratio_raw(x: float | None) -> str:

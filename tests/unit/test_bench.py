@@ -30,7 +30,7 @@ def test_percentile_interpolates_like_numpy() -> None:
     assert stats.percentile(list(reversed(values)), 0) == 0.010
     with pytest.raises(ValueError, match="no values"):
         stats.percentile([], 50)
-    with pytest.raises(ValueError, match="within 0..100"):
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
         stats.percentile(values, 101)
 
 

@@ -217,7 +217,7 @@ def test_parse_manifest_rejects_an_overlay_of_a_module_the_family_does_not_requi
     with pytest.raises(tools.ManifestInvalid, match="overlay names other"):
         tools.parse_manifest(data)
     data["families"]["a"]["overlay"] = [{"module": "m", "file": "x.go", "with": "nope.go"}]
-    with pytest.raises(tools.ManifestInvalid, match="'nope.go' is not in the harness package"):
+    with pytest.raises(tools.ManifestInvalid, match=r"'nope\.go' is not in the harness package"):
         tools.parse_manifest(data)
 
 
