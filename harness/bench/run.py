@@ -39,7 +39,7 @@ class BenchOptions:
     max_depth: int = 5
     helm_every: int = 10
     """One HelmRelease per this many Kustomizations, at least one (0: none)."""
-    profile_size: int = 50
+    profile_size: int = 10
     parallel: tuple[int, ...] = (1, 2, 4)
     transitions: int = 50
     poll_samples: int = 10
