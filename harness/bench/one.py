@@ -83,10 +83,10 @@ class PeerRound:
                  rnd: int = 2) -> None:
         self.drill, self.config, self.workdir, self.rnd = drill, config, workdir, rnd
         self.uses_helm = uses_helm
-        self.sup = Supervisor(drill.run_id, workdir / "logs")
+        # Their own run id: the peers' memory is not the cluster's, nor are they its leftovers.
+        self.sup = Supervisor(f"{drill.run_id}-peers", workdir / "logs")
         self.peers: dict[str, Peer] = {}
         self.tools: dict[str, Path] = {}
-        self.started_at: float | None = None
 
     def kubeconfig(self) -> Path:
         return self.config.runs_dir / self.drill.run_id / f"round{self.rnd}" / "kubeconfig"
@@ -105,7 +105,6 @@ class PeerRound:
                 sys.executable, "-m", "harness.bench.watcher", str(self.kubeconfig()),
                 str(self.workdir / "events.jsonl"), "--max-seconds", "900"], env=env)
         elif event == "end:bootstrap":
-            self.started_at = time.monotonic()
             kubectl = str(self.tools["kubectl"])
             waits = [[kubectl, "wait", "--for=condition=Ready", "kustomizations", "--all",
                       "-A", "--timeout=600s"]]

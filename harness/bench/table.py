@@ -164,10 +164,11 @@ def render(result: Mapping[str, Any]) -> str:
             ("api_to_event", "(patch sent → independent watcher's event)"))]
         lines += _table(["watcher", "p50 / p95 / max"], rows)
         dd, fp = lat.get("drdrill") or {}, lat.get("flux-poll") or {}
-        fw = lat.get("flux-watch") or {}
-        lines += [f"drdrill / flux CLI poll (p50): {_ratio(dd.get('p50'), fp.get('p50'), 3)}; "
-                  f"drdrill / flux get --watch (p50): {_ratio(dd.get('p50'), fw.get('p50'))}.",
-                  ""]
+        fw, kw = lat.get("flux-watch") or {}, lat.get("kubectl-wait") or {}
+        lines += ["Detection delay ratios, drdrill / peer (p50): flux CLI poll "
+                  f"{_ratio(dd.get('p50'), fp.get('p50'), 3)}, flux get --watch "
+                  f"{_ratio(dd.get('p50'), fw.get('p50'))}, kubectl wait "
+                  f"{_ratio(dd.get('p50'), kw.get('p50'))}.", ""]
     if peers:
         lines += ["**3. Harness overhead** (the peers rebuild)", ""]
         lines += _table(["TTR", "harness CPU", "CPU share of TTR", "harness peak RSS",
