@@ -56,10 +56,9 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
                    help="its manual inputs (default scenarios/inputs/homelab)")
     p.add_argument("--sections", type=_sections, default=SECTIONS,
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
-    p.add_argument("--sizes", type=_ints, default=(10, 50, 200, 500),
+    p.add_argument("--sizes", type=_ints,
                    help="Kustomizations per generated repo (default 10,50,200,500)")
-    p.add_argument("--parallel", type=_ints, default=(1, 2, 4),
-                   help="drills at once (default 1,2,4)")
+    p.add_argument("--parallel", type=_ints, help="drills at once (default 1,2,4)")
     p.add_argument("--transitions", type=positive_int, default=50,
                    help="Ready transitions for the detection latency (default 50)")
     p.add_argument("--quick", action="store_true",
@@ -76,19 +75,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench.run import BenchOptions, run_bench
     from harness.bench.table import render, update_readme
 
-    extra: dict[str, Any] = dict(QUICK) if args.quick else {}
-    if args.quick:
-        # --quick picks small defaults; sizes/parallel given explicitly still win.
-        if args.sizes != (10, 50, 200, 500):
-            extra["sizes"] = args.sizes
-        if args.parallel != (1, 2, 4):
-            extra["parallel"] = args.parallel
+    # --quick picks small defaults; what is given explicitly still wins.
+    picked: dict[str, Any] = dict(QUICK) if args.quick else {}
+    for key in ("sizes", "parallel"):
+        if getattr(args, key) is not None:
+            picked[key] = getattr(args, key)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out_dir = args.out_dir / stamp
     opts = BenchOptions(repo=args.repo.resolve(), inputs=args.inputs.resolve()
                         if args.inputs else None, out_dir=out_dir, sections=args.sections,
-                        sizes=args.sizes, parallel=args.parallel,
-                        transitions=args.transitions, **extra)
+                        transitions=args.transitions, **picked)
 
     def say(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
