@@ -126,7 +126,9 @@ def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
         genrepo.write_repo(repo, plan)
     row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True)
     requeue = str((flux or {}).get("requeue_dependency", FluxSettings.requeue_dependency))
-    floor = stats.chain_floor(plan.depth, requeue=requeue, health_poll_s=5.0, wait=plan.wait)
+    # wait: true hops pay kustomize-controller's 5 s health poll only for objects that are not
+    # Current at its first, immediate poll; the generated ConfigMaps always are.
+    floor = stats.chain_floor(plan.depth, requeue=requeue, health_poll_s=5.0, wait=False)
     row.update(size=size, helmreleases=plan.helmreleases, depth=plan.depth,
                requeue_dependency=requeue, floor_flux_s=floor.flux_s,
                floor_hops=floor.dependency_hops, floor_waited=floor.waited_hops)

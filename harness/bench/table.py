@@ -181,8 +181,9 @@ def render(result: Mapping[str, Any]) -> str:
     if scaling:
         lines += ["**4. Scaling** - generated repos, dependsOn chains of depth 1-5, one "
                   "HelmRelease (chart in the repo) per 10 Kustomizations (at least one); "
-                  "floor = provision + bootstrap (measured) + hops x requeue-dependency + "
-                  "wait hops x 5 s health poll", ""]
+                  "floor = provision + bootstrap (as measured) + one --requeue-dependency per "
+                  "dependsOn hop of the longest chain (the 5 s health poll of wait: true is "
+                  "not paid: ConfigMaps are Current at its first, immediate poll)", ""]
         rows = []
         for r in scaling:
             pr = r.get("peers") or {}
@@ -194,12 +195,14 @@ def render(result: Mapping[str, Any]) -> str:
                          _s(r.get("harness_peak_rss_mib"), "MiB", 0),
                          _s(r.get("cluster_peak_rss_mib"), "MiB", 0),
                          _early(mine), _lat_p95(mine.get("detection")),
+                         _s(mine.get("after_last_ready_s"), "ms"),
                          f"{_s(base.get('returned_after_s'))}, {_early(base)}",
                          _load(r.get("activity"), cores)])
         lines += _table(["Kustomizations", "HelmReleases", "depth", "verdict", "TTR",
                          "converge", "floor", "TTR / floor", "harness CPU (% of a core)",
                          "harness RSS", "cluster RSS", "drdrill: objects early",
-                         "drdrill detection p95", "kubectl wait: returned, objects early",
+                         "drdrill detection p95", "drdrill done after last Ready event",
+                         "kubectl wait: returned, objects early",
                          "load"], rows)
     prof = result.get("profiles")
     if prof:
