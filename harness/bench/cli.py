@@ -67,6 +67,9 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
                    help="where the per-drill results and reports go (default reports/bench)")
     p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
                    help="write the whole result as JSON here (default OUT_DIR/<stamp>/bench.json)")
+    p.add_argument("--include", type=Path, metavar="BENCH_JSON",
+                   help="carry the scaling rows of sizes not measured now over from an earlier "
+                        "result (they keep their own time and load)")
     p.add_argument("--readme", type=Path, metavar="README",
                    help="also put the table into this README's '## Benchmark' section")
 
@@ -90,6 +93,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
     result = run_bench(opts, say)
+    if args.include:
+        carry_over(result, json.loads(args.include.read_text(encoding="utf-8")))
     table = render(result)
     print(table)
     json_path = args.json_path or out_dir / "bench.json"
@@ -100,6 +105,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         update_readme(args.readme, table)
         say(f"table written into {args.readme}")
     return 0
+
+
+def carry_over(result: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Add `earlier`'s scaling rows for sizes `result` lacks, marked with when they ran."""
+    have = {r.get("size") for r in result.get("scaling") or []}
+    for row in earlier.get("scaling") or []:
+        if row.get("size") not in have:
+            row.setdefault("measured_in", earlier.get("started_at"))
+            result.setdefault("scaling", []).append(row)
+    result["scaling"] = sorted(result.get("scaling") or [], key=lambda r: r.get("size") or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

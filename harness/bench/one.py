@@ -137,8 +137,10 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def measure(opts: DrillOptions, *, peers: bool, workdir: Path) -> dict[str, Any]:
-    """Run the drill; return its figures (and the peers' next to them)."""
+def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
+            uses_helm: bool = False) -> dict[str, Any]:
+    """Run the drill; return its figures (and the peers' next to them). `uses_helm`: the
+    user's script waits for HelmReleases too (the caller knows the repo)."""
     assert opts.run_id is not None
     drill = Drill(opts.run_id)
     marks: dict[str, float] = {}
@@ -152,21 +154,14 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path) -> dict[str, Any]
     peer_round: PeerRound | None = None
     flux_error: str | None = None
     if peers:
-        from harness.repo import analyze
         from harness.tools import BENCH_TOOLS, ensure_tools
 
-        tools = ensure_tools(opts.config, ["kubectl", "kustomize"])
+        tools = ensure_tools(opts.config, ["kubectl"])
         try:
             tools.update(ensure_tools(opts.config, BENCH_TOOLS))
         except HarnessError as exc:  # without the flux CLI the table says so
             flux_error = str(exc)
-        from harness.gitserver import resolve_revision
-        from harness.runner import default_cluster
-
-        rev = resolve_revision(opts.repo, opts.revision)
-        model = analyze(rev.path, opts.cluster or default_cluster(rev.path),
-                        kustomize=tools["kustomize"].path)
-        peer_round = PeerRound(drill, opts.config, workdir, uses_helm=model.uses_helm)
+        peer_round = PeerRound(drill, opts.config, workdir, uses_helm=uses_helm)
         peer_round.tools = {n: t.path for n, t in tools.items()}
         drill.listeners.append(peer_round.on_phase)
     sampler = RssSampler(opts.run_id)
@@ -258,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrent", type=int, default=FluxSettings.concurrent)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--peers", action="store_true")
+    p.add_argument("--helm", action="store_true", help="the repo defines HelmReleases")
     p.add_argument("--report-root", type=Path, required=True)
     args = p.parse_args(argv)
     run_id = new_run_id("bench")
@@ -268,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                         converge_timeout_s=args.timeout,
                         flux=FluxSettings(requeue_dependency=args.requeue_dependency,
                                           concurrent=args.concurrent))
-    result = measure(opts, peers=args.peers, workdir=workdir)
+    result = measure(opts, peers=args.peers, workdir=workdir, uses_helm=args.helm)
     result["load_avg_after"] = list(os.getloadavg())
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0 if result["verdict"] == "passed" else 1

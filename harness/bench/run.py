@@ -99,7 +99,7 @@ def _child(module: str, args: Sequence[str], out: Path, env: dict[str, str],
 
 
 def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = None,
-           inputs: Path | None = None, peers: bool = False,
+           inputs: Path | None = None, peers: bool = False, helm: bool = False,
            flux: dict[str, Any] | None = None) -> dict[str, Any]:
     args = ["--repo", str(repo), "--report-root", str(opts.out_dir / "reports"),
             "--timeout", str(opts.timeout_s)]
@@ -109,6 +109,8 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
         args += ["--inputs", str(inputs)]
     if peers:
         args.append("--peers")
+    if helm:
+        args.append("--helm")
     settings = flux or {}
     args += ["--requeue-dependency", str(settings.get("requeue_dependency",
                                                       FluxSettings.requeue_dependency)),
@@ -124,7 +126,8 @@ def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
     repo = repos / name
     if not repo.exists():
         genrepo.write_repo(repo, plan)
-    row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True)
+    row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True,
+                 helm=plan.helmreleases > 0)
     requeue = str((flux or {}).get("requeue_dependency", FluxSettings.requeue_dependency))
     # wait: true hops pay kustomize-controller's 5 s health poll only for objects that are not
     # Current at its first, immediate poll; the generated ConfigMaps always are.
@@ -138,6 +141,19 @@ def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
     return row
 
 
+def _uses_helm(repo: Path) -> bool:
+    """Does the drill of `repo` (its only cluster) meet HelmReleases? As preflight finds out."""
+    from harness.config import Config
+    from harness.gitserver import resolve_revision
+    from harness.repo import analyze
+    from harness.runner import default_cluster
+    from harness.tools import ensure_tools
+
+    rev = resolve_revision(repo, "HEAD")
+    kustomize = ensure_tools(Config.from_env(), ["kustomize"])["kustomize"].path
+    return analyze(rev.path, default_cluster(rev.path), kustomize=kustomize).uses_helm
+
+
 def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"schema_version": 1, "started_at": dt.datetime.now(dt.UTC)
@@ -149,7 +165,8 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     t0 = time.monotonic()
     if "peers" in opts.sections:
         say("peers: full rebuild of the sample repo with kubectl wait and the flux CLI")
-        result["peers"] = _drill(opts, "peers", opts.repo, inputs=opts.inputs, peers=True)
+        result["peers"] = _drill(opts, "peers", opts.repo, inputs=opts.inputs, peers=True,
+                                 helm=_uses_helm(opts.repo))
         result["activity"]["peers"] = activity()
     if "latency" in opts.sections:
         say(f"latency: {opts.transitions} Ready transitions")

@@ -197,7 +197,8 @@ def render(result: Mapping[str, Any]) -> str:
                          _early(mine), _lat_p95(mine.get("detection")),
                          _s(mine.get("after_last_ready_s"), "ms"),
                          f"{_s(base.get('returned_after_s'))}, {_early(base)}",
-                         _load(r.get("activity"), cores)])
+                         _load(r.get("activity"), cores)
+                         + (f"; earlier run {r['measured_in']}" if r.get("measured_in") else "")])
         lines += _table(["Kustomizations", "HelmReleases", "depth", "verdict", "TTR",
                          "converge", "floor", "TTR / floor", "harness CPU (% of a core)",
                          "harness RSS", "cluster RSS", "drdrill: objects early",

@@ -267,3 +267,15 @@ def test_cli_lists_are_checked_with_the_fix_in_the_message() -> None:
 
 def test_result_is_json_serialisable() -> None:
     json.dumps(_result())
+
+
+def test_carry_over_adds_only_missing_sizes_marked_with_their_run() -> None:
+    from harness.bench.cli import carry_over
+
+    now = {"scaling": [{"size": 50, "ttr_s": 1.0}, {"size": 10, "ttr_s": 2.0}]}
+    carry_over(now, {"started_at": "earlier", "scaling": [{"size": 10, "ttr_s": 9.0},
+                                                          {"size": 500, "ttr_s": 3.0}]})
+    assert [(r["size"], r["ttr_s"]) for r in now["scaling"]] == [(10, 2.0), (50, 1.0),
+                                                                 (500, 3.0)]
+    assert now["scaling"][2]["measured_in"] == "earlier"
+    assert "; earlier run earlier" in table.render({**_result(), "scaling": now["scaling"]})
