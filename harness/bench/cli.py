@@ -61,6 +61,8 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
     p.add_argument("--parallel", type=_ints, help="drills at once (default 1,2,4)")
     p.add_argument("--transitions", type=positive_int, default=50,
                    help="Ready transitions for the detection latency (default 50)")
+    p.add_argument("--timeout", type=positive_int, default=900,
+                   help="converge deadline per round of each drill, seconds (default 900)")
     p.add_argument("--quick", action="store_true",
                    help="sizes 10, parallel 1,2, 5 flux poll samples: minutes, not a quarter hour")
     p.add_argument("--out-dir", type=Path, default=top / "reports" / "bench",
@@ -87,7 +89,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out_dir = args.out_dir / stamp
     opts = BenchOptions(repo=args.repo.resolve(), inputs=args.inputs.resolve()
                         if args.inputs else None, out_dir=out_dir, sections=args.sections,
-                        transitions=args.transitions, **picked)
+                        transitions=args.transitions, timeout_s=float(args.timeout), **picked)
 
     def say(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)

@@ -182,11 +182,17 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
     ttr = report.time_to_ready_s
     out["ttr_s"] = ttr
     out["objects"] = sum(1 for o in report.objects if o.round == 2)
-    if ttr and "start:provision:2" in cpu and "end:converge:2" in cpu:
-        spent = cpu["end:converge:2"] - cpu["start:provision:2"] - sampler.cpu_between(
-            marks["start:provision:2"], marks["end:converge:2"])
+    # The rebuild's recovery; a drill that never got there is measured over the round it
+    # was stuck in (e.g. a converge timeout), so its watching still shows.
+    rnd = 2 if ttr else max((r for r in (1, 2) if f"start:provision:{r}" in cpu
+                             and f"end:converge:{r}" in cpu), default=None)
+    if rnd is not None:
+        start, end = marks[f"start:provision:{rnd}"], marks[f"end:converge:{rnd}"]
+        spent = cpu[f"end:converge:{rnd}"] - cpu[f"start:provision:{rnd}"] - \
+            sampler.cpu_between(start, end)
         out["harness_cpu_s"] = round(spent, 3)
-        out["harness_cpu_share_pct"] = round(100 * spent / ttr, 2)
+        out["harness_cpu_share_pct"] = round(100 * spent / (end - start), 2)
+        out["cpu_window"] = f"round {rnd}" + ("" if ttr else " (did not converge)")
     out["harness_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                         / 1024, 1)
     out["cluster_peak_rss_mib"] = round(sampler.peak_kib / 1024, 1)
