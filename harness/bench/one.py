@@ -181,7 +181,10 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
             out[key] = phases[(name, 2)].duration_s
     ttr = report.time_to_ready_s
     out["ttr_s"] = ttr
-    out["objects"] = sum(1 for o in report.objects if o.round == 2)
+    last = max((o.round for o in report.objects), default=0)
+    out["objects"] = sum(1 for o in report.objects if o.round == last)
+    out["objects_ready"] = sum(1 for o in report.objects if o.round == last and o.ready)
+    out["objects_round"] = last
     # The rebuild's recovery; a drill that never got there is measured over the round it
     # was stuck in (e.g. a converge timeout), so its watching still shows.
     rnd = 2 if ttr else max((r for r in (1, 2) if f"start:provision:{r}" in cpu

@@ -107,11 +107,16 @@ def targets(result: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:
                     _s(cpu, "%"), None if cpu is None else cpu < TARGETS["cpu_500_pct_core"]))
         out.append(("500 Kustomizations: harness RSS < 300 MiB", _s(rss, "MiB", 0),
                     None if rss is None else rss < TARGETS["rss_500_mib"]))
-    ratios = [r.get("ttr_over_floor") for r in result.get("scaling") or []]
-    worst = max((x for x in ratios if x is not None), default=None)
-    out.append((f"TTR ≤ {TARGETS['ttr_over_floor']:g} x floor at every size",
-                "-" if worst is None else f"worst {worst:.2f}x",
-                None if worst is None else worst <= TARGETS["ttr_over_floor"]))
+    rows = result.get("scaling") or []
+    worst = max((r["ttr_over_floor"] for r in rows if r.get("ttr_over_floor") is not None),
+                default=None)
+    stuck = [str(r.get("size")) for r in rows if r.get("verdict") != "passed"]
+    measured = "-" if worst is None else f"worst {worst:.2f}x"
+    if stuck:
+        measured += f"; size {', '.join(stuck)} did not converge"
+    out.append((f"TTR ≤ {TARGETS['ttr_over_floor']:g} x floor at every size", measured,
+                None if not rows else (not stuck and worst is not None
+                                       and worst <= TARGETS["ttr_over_floor"])))
     return out
 
 
@@ -189,7 +194,7 @@ def render(result: Mapping[str, Any]) -> str:
             pr = r.get("peers") or {}
             mine, base = pr.get("drdrill") or {}, pr.get("kubectl-wait") or {}
             rows.append([str(r.get("size")), str(r.get("helmreleases")), str(r.get("depth")),
-                         str(r.get("verdict")), _s(r.get("ttr_s")), _s(r.get("converge_s")),
+                         _verdict(r), _s(r.get("ttr_s")), _s(r.get("converge_s")),
                          _s(r.get("floor_s")), _ratio_raw(r.get("ttr_over_floor")),
                          _s(r.get("harness_cpu_share_pct"), "%"),
                          _s(r.get("harness_peak_rss_mib"), "MiB", 0),
@@ -230,6 +235,13 @@ def render(result: Mapping[str, Any]) -> str:
     lines += _table(["target", "measured", ""], [[t, m, verdict(ok)]
                                                   for t, m, ok in targets(result)])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    if row.get("verdict") == "passed" or row.get("objects") is None:
+        return str(row.get("verdict"))
+    return (f"{row.get('verdict')} (round {row.get('objects_round')}: "
+            f"{row.get('objects_ready')} of {row.get('objects')} ready)")
 
 
 def _early(row: Mapping[str, Any]) -> str:

@@ -208,8 +208,8 @@ def test_targets_say_missed_honestly() -> None:
     peers = result["peers"]
     peers["peers"]["kubectl-wait"]["too_early"] = []  # type: ignore[index]
     peers["harness_cpu_share_pct"] = 3.0  # type: ignore[index]
-    result["scaling"] = [{"size": 500, "ttr_over_floor": 1.5, "harness_cpu_share_pct": 12.0,
-                          "harness_peak_rss_mib": 350.0}]
+    result["scaling"] = [{"size": 500, "verdict": "passed", "ttr_over_floor": 1.5,
+                          "harness_cpu_share_pct": 12.0, "harness_peak_rss_mib": 350.0}]
     got = {t: ok for t, _, ok in table.targets(result)}
     assert got["detection p95 ≤ 100 ms"] is False
     assert got["detection ≥ 10x faster than the flux CLI's poll (p50)"] is False
@@ -220,6 +220,10 @@ def test_targets_say_missed_honestly() -> None:
     assert got["TTR ≤ 1.2 x floor at every size"] is False
     text = table.render(result)
     assert text.count("**MISSED**") == 7
+    result["scaling"] = [{"size": 10, "verdict": "passed", "ttr_over_floor": 1.1},
+                         {"size": 500, "verdict": "failed", "ttr_over_floor": None}]
+    (floor,) = [(m, ok) for t, m, ok in table.targets(result) if t.startswith("TTR ≤")]
+    assert floor == ("worst 1.10x; size 500 did not converge", False)
 
 
 def test_render_shows_machine_load_and_every_section() -> None:
