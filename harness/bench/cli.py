@@ -69,7 +69,7 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
                    help="where the per-drill results and reports go (default reports/bench)")
     p.add_argument("--json", type=Path, dest="json_path", metavar="PATH",
                    help="write the whole result as JSON here (default OUT_DIR/<stamp>/bench.json)")
-    p.add_argument("--include", type=Path, metavar="BENCH_JSON",
+    p.add_argument("--include", type=Path, metavar="BENCH_JSON", action="append",
                    help="carry the scaling rows of sizes not measured now over from an earlier "
                         "result (they keep their own time and load)")
     p.add_argument("--readme", type=Path, metavar="README",
@@ -95,8 +95,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
     result = run_bench(opts, say)
-    if args.include:
-        carry_over(result, json.loads(args.include.read_text(encoding="utf-8")))
+    for earlier in args.include or []:
+        carry_over(result, json.loads(earlier.read_text(encoding="utf-8")))
     table = render(result)
     print(table)
     json_path = args.json_path or out_dir / "bench.json"
