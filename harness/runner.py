@@ -372,6 +372,7 @@ def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = No
     drill = drill or Drill(run_id)
     report_dir = (opts.report_dir or Path("reports") / run_id).resolve()
     state = RunState(opts, drill, run_id, opts.config.runs_dir / run_id, report_dir, say)
+    say(f"run {run_id}: {opts.scenario} on {opts.provider}, report in {report_dir}")
     with Interrupts(say) as signals, redacting_logs():
         error = _run_phases(state, signals)
         with signals.ignored():  # report and teardown must finish
