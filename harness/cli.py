@@ -152,17 +152,17 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
               + (f", {s.removed}" if s.removed else "")
               + (f", {', '.join(s.docker)}" if s.docker else ""))
-    for rid in res.kept:
-        print(f"kept: run {rid} (--keep-cluster); remove it with `drdrill gc --run-id {rid}` "
-              "or `--include-kept`")
-    for rid in res.alive:
-        print(f"left alone: run {rid} is still running")
-    for rid in res.unknown:
-        print(f"left alone: run {rid}: its owner is in another pid namespace or boot, so "
-              "whether it still runs cannot be checked from here; pass --older-than (e.g. 2h) "
-              "or --run-id")
-    for rid in res.young:
-        print(f"left alone: run {rid} is younger than --older-than {args.older_than}")
+    why = {
+        "kept": "kept with --keep-cluster; remove it with `drdrill gc --run-id {rid}` or "
+                "--include-kept",
+        "alive": "still running",
+        "unknown": "its owner is in another pid namespace or boot, so whether it still runs "
+                   "cannot be checked from here; pass --older-than (e.g. 2h) or --run-id",
+        "young": f"younger than --older-than {args.older_than}",
+    }
+    for reason, rids in res.left.items():
+        for rid in rids:
+            print(f"left alone: run {rid}: {why[reason].format(rid=rid)}")
     if not res.swept:
         print("nothing to remove")
     return 0

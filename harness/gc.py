@@ -104,15 +104,16 @@ class Swept:
     """Containers and networks removed, as `container <name>` / `network <name>`."""
 
 
+LEFT_ALONE = ("alive", "kept", "unknown", "young")
+"""Why gc leaves a run alone: its owner runs; it is kept; its owner cannot be checked from here
+(another pid namespace or boot); it is younger than --older-than."""
+
+
 @dataclass
 class GcResult:
     swept: list[Swept] = field(default_factory=list)
-    alive: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-    """Runs whose owner cannot be checked from here (another pid namespace or boot)."""
-    young: list[str] = field(default_factory=list)
-    """Runs younger than --older-than."""
+    left: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in LEFT_ALONE})
+    """Reason (one of LEFT_ALONE) -> run ids."""
 
 
 def _docker(*args: str) -> str | None:
@@ -236,16 +237,16 @@ def gc(runs_dir: Path, *, older_than_s: float | None = None, run_id: str | None 
         state = t.liveness
         age = t.age_s
         if state == "alive":
-            result.alive.append(rid)
+            result.left["alive"].append(rid)
             continue
         if t.kept and not (run_id or include_kept):
-            result.kept.append(rid)
+            result.left["kept"].append(rid)
             continue
         if older_than_s is not None and (age is None or age < older_than_s):
-            result.young.append(rid)
+            result.left["young"].append(rid)
             continue
         if state == "unknown" and older_than_s is None and not run_id:
-            result.unknown.append(rid)
+            result.left["unknown"].append(rid)
             continue
         if not dry_run:
             remove_docker(t.docker)

@@ -44,8 +44,8 @@ def test_gc_decides_docker_liveness_from_what_it_can_see(lab_image, tmp_path):
         res = gc(runs)
         mine = {s.run_id for s in res.swept} & set(rid.values())
         assert mine == {rid["dead"]}
-        assert rid["live"] in res.alive and rid["kept"] in res.kept
-        assert rid["foreign"] in res.unknown
+        assert rid["live"] in res.left["alive"] and rid["kept"] in res.left["kept"]
+        assert rid["foreign"] in res.left["unknown"]
 
         def exists(what: str) -> bool:
             return bool(subprocess.run(
@@ -59,7 +59,7 @@ def test_gc_decides_docker_liveness_from_what_it_can_see(lab_image, tmp_path):
         assert not exists("foreign")
         res = gc(runs, run_id=rid["kept"])
         assert not exists("kept") and exists("live")
-        assert gc(runs, run_id=rid["live"]).alive == [rid["live"]]
+        assert gc(runs, run_id=rid["live"]).left["alive"] == [rid["live"]]
     finally:
         for container in started.values():
             with contextlib.suppress(Exception):

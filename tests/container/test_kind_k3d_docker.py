@@ -96,7 +96,7 @@ def test_gc_sweeps_labelled_containers_and_networks_of_dead_runs_only(lab_image,
                                             f"network drdrill-{dead}-net"}
         assert not lh.networks_with_label(dead)
         res = gc(tmp_path / "runs", run_id=live)
-        assert res.alive == [live] and not res.swept and lh.networks_with_label(live)
+        assert res.left["alive"] == [live] and not res.swept and lh.networks_with_label(live)
     finally:
         subprocess.run(["docker", "rm", "-f", f"drdrill-{live}-node", f"drdrill-{dead}-node"],
                        capture_output=True, check=False)

@@ -61,23 +61,24 @@ def _sig(at: tuple[str, int], act: str, **kw: object) -> Row:
     return Row(at=at, act=act, hit=at[0], words=(f"interrupted by {act}",), **kw)  # type: ignore[arg-type]
 
 
+SIGNALS_AT: dict[tuple[str, int], tuple[str, ...]] = {
+    # (phase, round) -> the signals sent, one row each, as that phase starts (procs cluster)
+    ("preflight", 1): ("SIGINT", "SIGTERM", "SIGHUP"),
+    ("provision", 1): ("SIGINT", "SIGTERM", "SIGHUP"),
+    ("bootstrap", 1): ("SIGTERM",),
+    ("converge", 1): ("SIGHUP",),
+    ("verify", 1): ("SIGINT",),
+    ("disaster", 1): ("SIGINT", "SIGTERM", "SIGHUP"),
+    ("provision", 2): ("SIGTERM",),
+    ("converge", 2): ("SIGINT",),
+    ("verify", 2): ("SIGHUP",),
+}
 MATRIX: dict[str, Row] = {
-    # signals at every phase boundary (procs cluster)
-    "SIGINT-preflight": _sig(("preflight", 1), "SIGINT", delay_s=0.05),
-    "SIGTERM-preflight": _sig(("preflight", 1), "SIGTERM", delay_s=0.05),
-    "SIGHUP-preflight": _sig(("preflight", 1), "SIGHUP", delay_s=0.05),
-    "SIGINT-provision": _sig(("provision", 1), "SIGINT"),
-    "SIGTERM-provision": _sig(("provision", 1), "SIGTERM"),
-    "SIGHUP-provision": _sig(("provision", 1), "SIGHUP"),
-    "SIGTERM-bootstrap": _sig(("bootstrap", 1), "SIGTERM"),
-    "SIGHUP-converge": _sig(("converge", 1), "SIGHUP"),
-    "SIGINT-verify": _sig(("verify", 1), "SIGINT"),
-    "SIGINT-disaster": _sig(("disaster", 1), "SIGINT"),
-    "SIGTERM-disaster": _sig(("disaster", 1), "SIGTERM"),
-    "SIGHUP-disaster": _sig(("disaster", 1), "SIGHUP"),
-    "SIGTERM-provision-r2": _sig(("provision", 2), "SIGTERM"),
-    "SIGINT-converge-r2": _sig(("converge", 2), "SIGINT"),
-    "SIGHUP-verify-r2": _sig(("verify", 2), "SIGHUP"),
+    f"{sig}-{phase}{'-r2' if rnd == 2 else ''}": _sig(
+        (phase, rnd), sig, delay_s=0.05 if phase == "preflight" else 0.2)
+    for (phase, rnd), sigs in SIGNALS_AT.items() for sig in sigs
+}
+MATRIX |= {
     "second-SIGINT-in-teardown-ignored": Row(at=("converge", 1), act="twice", hit="converge",
                                              words=("interrupted by SIGINT",)),
     "SIGTERM-in-report-ignored": Row(at=("report", 1), act="SIGTERM", verdict="passed",
@@ -282,10 +283,10 @@ def test_fault(case: str, chain3: Path, tmp_path: Path) -> None:
         assert report is not None and not report["leftovers"]
         assert run_processes()[0].get(run_id), "the kept cluster runs"
         res = _drdrill(env, "gc")
-        assert f"kept: run {run_id}" in res.stdout and "nothing to remove" in res.stdout
+        assert f"left alone: run {run_id}: kept" in res.stdout and "nothing to remove" in res.stdout
         assert run_processes()[0].get(run_id), "a kept cluster survives `drdrill gc`"
         res = _drdrill(env, "gc", "--dry-run")
-        assert f"kept: run {run_id}" in res.stdout, res.stdout
+        assert f"left alone: run {run_id}: kept" in res.stdout, res.stdout
         res = _drdrill(env, "gc", "--run-id", run_id)
         assert f"removed run {run_id}" in res.stdout, res.stdout
     elif report is not None:

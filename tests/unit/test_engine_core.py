@@ -103,16 +103,16 @@ def test_owner_liveness_needs_the_same_boot_and_pid_namespace(tmp_path):
             (runs / rid / KEPT_FILE).write_text("{}")
     res = gc(runs, dry_run=True)
     assert [s.run_id for s in res.swept] == ["dead"]
-    assert (res.alive, res.kept, res.unknown) == (["live"], ["kept"], ["foreign"])
+    assert res.left == {"alive": ["live"], "kept": ["kept"], "unknown": ["foreign"], "young": []}
     res = gc(runs, dry_run=True, older_than_s=3600)
-    assert not res.swept and set(res.young) == {"dead", "foreign"}  # just made: not stale
+    assert not res.swept and set(res.left["young"]) == {"dead", "foreign"}  # just made: not stale
     res = gc(runs, dry_run=True, older_than_s=0)
     assert {s.run_id for s in res.swept} == {"dead", "foreign"}
     assert {s.run_id for s in gc(runs, dry_run=True, include_kept=True).swept} == {"dead",
                                                                                   "kept"}
     assert [s.run_id for s in gc(runs, run_id="kept").swept] == ["kept"]
     assert not (runs / "kept").exists() and (runs / "live").exists()
-    assert gc(runs, run_id="live").alive == ["live"]
+    assert gc(runs, run_id="live").left["alive"] == ["live"]
 
 
 def test_every_secret_form_is_redacted():
