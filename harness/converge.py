@@ -46,8 +46,9 @@ HELM_RELEASES = WatchedKind("helm.toolkit.fluxcd.io", "v2", "helmreleases", "Hel
 DEFAULT_KINDS = (KUSTOMIZATIONS, GIT_REPOSITORIES)
 
 # Ready=False reasons after which Flux will not get there on its own for this revision.
-TERMINAL_REASONS = frozenset({"BuildFailed", "HealthCheckFailed", "InvalidPath",
-                              "ArtifactFailedPermanently"})
+# Not HealthCheckFailed: kustomize-controller retries health checks at the next interval (a slow
+# image pull on real nodes looks like that), so it is left to the converge deadline.
+TERMINAL_REASONS = frozenset({"BuildFailed", "InvalidPath", "ArtifactFailedPermanently"})
 
 
 def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
@@ -128,7 +129,6 @@ class Tracked:
 @dataclass
 class ConvergeResult:
     objects: dict[str, Tracked]
-    converged_after_s: float
 
     def critical_path(self) -> list[CriticalHop]:
         return critical_path(self.objects)
@@ -184,7 +184,7 @@ class Converger:
                 kind, etype, obj = item
                 self._fold(kind, etype, obj, self.clock() - start)
                 if self._done():
-                    return ConvergeResult(dict(self.objects), self.clock() - start)
+                    return ConvergeResult(dict(self.objects))
         finally:
             # No join: a stopped watch ends at its next event or when its connection closes
             # (teardown), and waiting up to 0.2 s per kind here added that to every TTR.

@@ -22,7 +22,7 @@ from typing import Any
 from harness.bench import stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
-from harness.drill import Drill
+from harness.core.recorder import Drill
 from harness.errors import HarnessError
 from harness.flux import FluxSettings
 from harness.gc import run_processes

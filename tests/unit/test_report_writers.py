@@ -200,6 +200,7 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
         "critical_path": tuple(CriticalHop(**h) for h in data["critical_path"]),
         "manual_inputs": tuple(data["manual_inputs"]),
         "notes": tuple(data["notes"]),
+        "leftovers": tuple(data["leftovers"]),
     })
     assert rebuilt == report
 
