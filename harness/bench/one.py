@@ -220,7 +220,9 @@ def _judge_peers(report: Any, peer_round: PeerRound, marks: dict[str, float]) ->
     out: dict[str, Any] = {
         "objects_seen_by_independent_watcher": len(ready_at),
         "drdrill": {"returned_after_s": round(done - t0, 3),
-                    "too_early": stats.too_early(ready_at, done),
+                    # Also any object drdrill converged without having seen ready itself.
+                    "too_early": sorted(set(stats.too_early(ready_at, done))
+                                        | {r for r in ready_at if r not in drdrill_seen}),
                     "detection": stats.summary(lags),
                     "after_last_ready_s": None if last_ready is None else
                     round(done - last_ready, 3)},

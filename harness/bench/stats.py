@@ -89,10 +89,17 @@ def ready_times(events: Iterable[Mapping[str, Any]], revision: str,
     return out
 
 
-def too_early(ready_at: Mapping[str, float | None], returned_at: float) -> list[str]:
+SAME_EVENT_S = 0.25
+"""Two watchers get the same event a few milliseconds apart, in either order: a waiter that
+returns up to this long before the independent watcher's copy of the event saw that event."""
+
+
+def too_early(ready_at: Mapping[str, float | None], returned_at: float, *,
+              tolerance_s: float = SAME_EVENT_S) -> list[str]:
     """Objects that were not yet ready at `returned_at`: the waiter called them ready too early
     (never-ready objects and ones created after it returned count too)."""
-    return sorted(ref for ref, t in ready_at.items() if t is None or t > returned_at)
+    return sorted(ref for ref, t in ready_at.items()
+                  if t is None or t > returned_at + tolerance_s)
 
 
 def speedup(drills: int, one_s: float, together_s: float) -> float:

@@ -92,8 +92,9 @@ def test_ready_times_follow_flux_rule_and_keep_the_first_ready_event() -> None:
 
 
 def test_too_early_counts_objects_ready_later_never_or_created_after() -> None:
-    ready_at = {"a": 1.0, "b": 5.0, "c": None, "d": 5.0001}
-    assert stats.too_early(ready_at, 5.0) == ["c", "d"]
+    ready_at = {"a": 1.0, "b": 5.0, "c": None, "d": 5.3, "e": 5.01}
+    assert stats.too_early(ready_at, 5.0) == ["c", "d"]  # e: the same event, seen 10 ms apart
+    assert stats.too_early(ready_at, 5.0, tolerance_s=0.0) == ["c", "d", "e"]
     assert stats.too_early(ready_at, 10.0) == ["c"]
     assert stats.too_early({"a": 1.0}, 1.0) == []
 
