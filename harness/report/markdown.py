@@ -24,6 +24,8 @@ def render_markdown(report: DrillReport) -> str:
         _manual_steps(report),
         _settings(report.settings),
         _error(report.error),
+        _bullets("Left behind (remove with `drdrill gc --run-id " + report.run_id + "`)",
+                 report.leftovers),
         _bullets("Notes", report.notes),
         _diagnostics(report.diagnostics),
     ]
