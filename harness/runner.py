@@ -38,6 +38,9 @@ from harness.errors import (
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gc import write_owner
+from harness.gitops.bootstrap import cluster_candidates
+from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
+from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.providers import (
@@ -46,20 +49,13 @@ from harness.providers import (
     SupportsGitAccess,
     get_provider,
 )
-from harness.repo import (
-    RepoModel,
-    SuppliedInputs,
-    analyze,
-    check_inputs,
-    cluster_candidates,
-    load_inputs,
-)
 from harness.report.model import DrillReport, ObjectRecord, Verdict
 from harness.report.writers import write_all
 from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
     HELM_TOOLS,
+    WATCHER_TOOLS,
     ResolvedTool,
     ensure_tools,
     flux_crds,
@@ -191,21 +187,27 @@ class RunState:
 # -- phase actions ----------------------------------------------------------------------------
 
 def preflight(s: RunState, rnd: int) -> None:
+    # The repo first, with nothing built but kustomize: a typo fails before a cold build.
+    s.tools = ensure_tools(s.opts.config, ("kustomize",), progress=s.progress)
+    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
+    cluster = s.opts.cluster or default_cluster(s.rev.path)
+    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    s.model.raise_for_problems(unsupported=True)
+    for line in s.model.local_changes:
+        log.info("local run: %s", line)
+    s.supplied = load_inputs(s.opts.inputs)
+    check_inputs(s.model, s.supplied, s.opts.inputs)
     factory = get_provider(s.opts.provider)
     wanted = getattr(factory, "required_tools", None)
     provider_tools = wanted({"nodes": s.opts.nodes, **s.opts.provider_options}) \
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
-    needed = (*provider_tools, "kustomize")  # kustomize renders the repo in preflight
-    s.tools = ensure_tools(s.opts.config, needed, progress=s.progress)
+    extra: tuple[str, ...] = ()
+    if FLUX_TOOLS[0] in provider_tools:
+        # Host-process Flux: helm-controller and source-watcher only for repos that need them.
+        extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
+                 *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+    s.tools.update(ensure_tools(s.opts.config, (*provider_tools, *extra), progress=s.progress))
     s.crds = flux_crds(s.opts.config, progress=s.progress)
-    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
-    cluster = s.opts.cluster or default_cluster(s.rev.path)
-    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
-    if s.model.uses_helm and FLUX_TOOLS[0] in provider_tools:
-        # Host-process Flux: helm-controller too, built only for repos that need it.
-        s.tools.update(ensure_tools(s.opts.config, HELM_TOOLS, progress=s.progress))
-    s.supplied = load_inputs(s.opts.inputs)
-    check_inputs(s.model, s.supplied, s.opts.inputs)
     s.git = GitServer(s.rev, s.workdir / "git").start()
     s.progress(f"preflight: {s.rev.path} at {s.rev.sha[:12]}, {len(s.model.kustomizations)} "
                f"Kustomizations, {len(s.model.manual_inputs)} manual inputs; serving {s.git.url}")
@@ -233,8 +235,11 @@ def bootstrap(s: RunState, rnd: int) -> None:
     assert s.provider is not None and s.model is not None and s.git is not None
     assert s.supplied is not None and s.rev is not None
     ensure_namespace(s.api, "flux-system")
+    supplied = s.supplied.keys()
     for item in s.model.manual_inputs:
         needed = ", ".join(item.needed_by)
+        if item.status != "missing" and (item.kind, item.namespace, item.name) not in supplied:
+            continue  # optional, or produced at run time by another controller
         if item.replaced_in_drill:
             s.drill.record_manual_step(
                 item.id, f"Provide {item.kind} {item.namespace}/{item.name} ({item.field} of "

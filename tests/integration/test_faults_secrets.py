@@ -19,7 +19,7 @@ from harness.gitserver import GitServer, resolve_revision
 from harness.kube import api_client, apply_all, load_yaml_docs
 from harness.providers import ProviderContext
 from harness.providers.embedded import EmbeddedProvider
-from harness.repo import analyze
+from harness.gitops.model import analyze
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ensure_tools, flux_crds
 from tests.conftest import age_identity
 

@@ -14,7 +14,8 @@ from harness.errors import (
     MissingPathError,
     UnknownDependencyError,
 )
-from harness.repo import analyze, check_inputs, load_inputs
+from harness.gitops.inputs import check_inputs, load_inputs
+from harness.gitops.model import analyze
 from harness.tools import ensure_tools
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def ks(model):
 
 
 def required_inputs(model):
-    return {(i.kind, i.namespace, i.name) for i in model.manual_inputs if not i.replaced_in_drill}
+    return {(i.kind, i.namespace, i.name) for i in model.manual_inputs if i.required}
 
 
 def test_sample_repo_graph_and_inventory(sample_repo, kustomize):
@@ -67,6 +68,7 @@ def test_sops_and_substitute_inventory(fixture_repo, kustomize):
     assert required_inputs(model) == {("Secret", "flux-system", "sops-age"),
                                       ("Secret", "flux-system", "prod-secrets")}
     by_name = {i.name: i for i in model.manual_inputs}
+    assert by_name["prod-overrides"].status == "optional"
     assert by_name["sops-age"].field == "spec.decryption.secretRef"
     assert by_name["sops-age"].automatable is False
     # The repo's inputs/ folder holds prod-secrets but not the age key: preflight names it.
@@ -120,5 +122,5 @@ def test_helm_release_with_chart_in_git(fixture_repo, kustomize):
     assert "HelmRelease/web/hello" in model.expected()
     # the ConfigMap is rendered by the repo; the Secret is not
     assert required_inputs(model) == {("Secret", "web", "hello-secrets")}
-    [item] = model.manual_inputs
+    [item] = [i for i in model.manual_inputs if i.required]
     assert item.needed_by == ("HelmRelease/web/hello",) and item.field == "spec.valuesFrom[1]"
