@@ -160,6 +160,8 @@ class _Walk:
         self.remote_bases: dict[str, list[str]] = {}
         self.root_docs: list[dict[str, Any]] = []
         self.texts: dict[str, str] = {}
+        self.aliases: set[tuple[str, str]] = set()
+        """Other names of the repo under test (see bootstrap.self_sync)."""
 
     def origin(self, path: str, kind: str, name: str) -> str:
         """The repo file below `path` that defines kind/name (kustomize output forgets it)."""
@@ -230,6 +232,7 @@ class _Walk:
                     continue
             if ks.source_file == ROOT_FILE:
                 self.root_docs = docs
+                self.aliases |= bootstrap.self_sync(docs, build.path)
             for doc in docs:
                 queue.extend(self.fold(doc, ks, build))
         return queue
@@ -253,7 +256,7 @@ class _Walk:
             return []
         spec = doc.get("spec") or {}
         ref = f"{kind}/{ns}/{name}"
-        if bootstrap.is_sync_object(doc):
+        if bootstrap.is_sync_object(doc, self.aliases):
             return []  # the sync objects of a `flux bootstrap` repo; the drill's own stand in
         deps = tuple(f"{d.get('namespace') or ns}/{d['name']}"
                      for d in (spec.get("dependsOn") or []) if isinstance(d, Mapping)
@@ -264,7 +267,7 @@ class _Walk:
             src = spec.get("sourceRef") or {}
             src_ns = src.get("namespace") or ns
             if src.get("kind", "GitRepository") == "GitRepository" and \
-                    src.get("name") == SYNC_NAME and src_ns == FLUX_NAMESPACE:
+                    (src_ns, src.get("name")) in {(FLUX_NAMESPACE, SYNC_NAME), *self.aliases}:
                 rel = _norm_path(self.top, self.artifact, spec.get("path"))
                 if rel is None:
                     self.problem(MissingPathError(
@@ -332,7 +335,8 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
     _check_dependencies(walk)
     _check_kinds(walk)
     sync = bootstrap.local_run(walk.root_docs, [d for _, d in instances] +
-                               [o.doc for o in walk.rendered if o.kind == "FluxInstance"])
+                               [o.doc for o in walk.rendered if o.kind == "FluxInstance"],
+                               walk.aliases)
     manual = _manual_inputs(walk, sync, texts)
     chart_of = {o.ref: _chart_name(o.spec) for o in walk.objects.values()
                 if o.kind == "HelmRelease"}
@@ -365,7 +369,8 @@ def _chart_name(spec: Mapping[str, Any]) -> str:
 def _check_dependencies(walk: _Walk) -> None:
     by_kind: dict[str, dict[str, FluxObject]] = {}
     for o in walk.objects.values():
-        by_kind.setdefault(o.kind, {})[o.key] = o
+        if o.kind in ("Kustomization", "HelmRelease"):  # ResourceSet deps name any kind
+            by_kind.setdefault(o.kind, {})[o.key] = o
     for kind, group in by_kind.items():
         for o in group.values():
             for dep in o.depends_on:
@@ -429,7 +434,11 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                     continue
                 why = f"{need.why}; produced by an ExternalSecret through that very store"
             elif (by := inputs.producer_of(key, producers)) is not None:
-                status, why = "produced-at-runtime", f"produced at run time by {by}"
+                if need.why.startswith("secret-zero") and by.endswith(f"via {o.kind} {o.name})"):
+                    why = (f"{need.why}; the ExternalSecret that would make it reads it through "
+                           f"that very store: {by}")
+                else:
+                    status, why = "produced-at-runtime", f"produced at run time by {by}"
             entry = found.setdefault(key, {"by": [], "field": need.field, "automatable":
                                            need.automatable, "status": status, "why": why})
             entry["by"].append(need.by)

@@ -32,11 +32,17 @@ BATCH_PREFIX = "drdrillb"
 not collide in the one kustomize run; the prefix is taken off again."""
 
 
-def _unprefix(meta: dict[str, Any], prefix: str) -> None:
-    for key in ("name", "namespace"):
-        value = meta.get(key)
-        if isinstance(value, str) and value.startswith(prefix):
-            meta[key] = value[len(prefix):]
+def _unprefix(node: Any, prefix: str) -> Any:
+    """Take the batch prefix off everywhere: kustomize also writes it into name references
+    (configMapRef, valuesFrom with a nameReference config, ...)."""
+    if isinstance(node, str):
+        return node.replace(prefix, "") if prefix in node else node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            node[k] = _unprefix(v, prefix)
+    elif isinstance(node, list):
+        node[:] = [_unprefix(v, prefix) for v in node]
+    return node
 SUBSTITUTE_DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
 _Dumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -50,8 +56,7 @@ def kustomization_file(d: Path) -> Path | None:
 
 # -- postBuild substitution (drone/envsubst, as kustomize-controller uses it) ---------------
 
-_VAR = re.compile(r"\$\$|\$\{([_A-Za-z][_A-Za-z0-9]*)(?:(:?[=-])([^}]*))?\}"
-                  r"|\$([_A-Za-z][_A-Za-z0-9]*)")
+_NAME = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
 
 
 @dataclass(frozen=True)
@@ -71,27 +76,67 @@ class SubstResult:
 
 
 def envsubst(text: str, sub: Substitution) -> SubstResult:
-    """`${VAR}`, `$VAR`, `${VAR:=default}`, `${VAR:-default}`, `${VAR=default}`; `$$` is `$`."""
+    """`${VAR}`, `$VAR`, `${VAR:=default}`, `${VAR:-default}`, `${VAR=default}`, `${VAR-d}`,
+    defaults that hold variables themselves (`${A:=${B}}`); `$$` is a literal `$`."""
     unset: set[str] = set()
-
-    def repl(m: re.Match[str]) -> str:
-        whole = m.group(0)
-        if whole == "$$":
-            return "$"
-        name = m.group(1) or m.group(4)
-        op, default = m.group(2), m.group(3)
-        value = sub.variables.get(name)
-        if op is not None:
-            empty_counts = op.startswith(":")
-            if value is None or (empty_counts and value == ""):
-                return default or ""
-            return value
-        if value is not None:
-            return value
-        unset.add(name)
-        return "" if sub.complete else whole
-
-    return SubstResult(_VAR.sub(repl, text), unset)
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c != "$" or i + 1 >= n:
+            out.append(c)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif nxt == "{":
+            depth, j = 1, i + 2
+            while j < n and depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            body = text[i + 2:j - 1] if depth == 0 else None
+            m = _NAME.match(body) if body is not None else None
+            if body is None or m is None:
+                out.append(text[i:j])
+                i = j
+                continue
+            name, rest = m.group(0), body[m.end():]
+            value = sub.variables.get(name)
+            if rest == "":
+                if value is None:
+                    unset.add(name)
+                    out.append("" if sub.complete else text[i:j])
+                else:
+                    out.append(value)
+            elif rest[:2] in (":=", ":-") or rest[:1] in ("=", "-"):
+                op_len = 2 if rest[0] == ":" else 1
+                use_default = value is None or (op_len == 2 and value == "")
+                if use_default:
+                    inner = envsubst(rest[op_len:], sub)
+                    unset |= inner.unset
+                    out.append(inner.text)
+                else:
+                    out.append(str(value))
+            else:
+                out.append(text[i:j])  # an operator Flux's envsubst has and drills never need
+            i = j
+        else:
+            m = _NAME.match(text, i + 1)
+            if m is None:
+                out.append(c)
+                i += 1
+                continue
+            name = m.group(0)
+            value = sub.variables.get(name)
+            if value is None:
+                unset.add(name)
+                out.append("" if sub.complete else text[i:m.end()])
+            else:
+                out.append(value)
+            i = m.end()
+    return SubstResult("".join(out), unset)
 
 
 def substitute(docs: list[dict[str, Any]], sub: Substitution, *, owner: str,
@@ -250,7 +295,7 @@ class Artifact:
                 doc["metadata"].pop("annotations", None)
             if idx is None:
                 return None
-            _unprefix(doc["metadata"], f"{BATCH_PREFIX}{idx}-")
+            _unprefix(doc, f"{BATCH_PREFIX}{idx}-")
             results[int(idx)].docs.append(doc)
         return results
 

@@ -24,14 +24,14 @@ class GoLoader(yaml.SafeLoader):
         # yaml.composer.Composer.compose_node, minus the duplicate-anchor error: Go's parser
         # (and so Flux) lets a later `&name` replace an earlier one.
         if self.check_event(AliasEvent):
-            event = self.get_event()
+            event = self.get_event()  # type: ignore[no-untyped-call]
             anchor = event.anchor
             if anchor not in self.anchors:
                 raise ComposerError(None, None, f"found undefined alias {anchor!r}",
                                     event.start_mark)
             node: Node = self.anchors[anchor]
             return node
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         anchor = event.anchor
         self.descend_resolver(parent, index)
         if self.check_event(ScalarEvent):
