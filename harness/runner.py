@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from harness.config import Config
-from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
+from harness.converge import Converger, ConvergeResult, watched_kinds
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill
 from harness.errors import (
@@ -270,19 +270,29 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 def converge(s: RunState, rnd: int) -> None:
     assert s.model is not None
-    kinds = (*DEFAULT_KINDS, HELM_RELEASES) if s.model.uses_helm else DEFAULT_KINDS
+    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher)
     watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
         o.ref for o in s.model.objects if o.kind == "Kustomization" and o.path is None
         and o.source_file != "(drdrill bootstrap)")
+    tty = bool(getattr(s.progress, "tty", False))
+    shown: list[tuple[str, float]] = [("", 0.0)]
 
-    def on_change(done: int, total: int, obj: Any) -> None:
-        s.progress(f"converge: {done}/{total} ready ({obj.ref} after {obj.ready_after_s:.1f}s)")
+    def on_progress(line: str) -> None:
+        # On change in CI logs; on a terminal also every few seconds (elapsed time moves).
+        now = time.monotonic()
+        if line != shown[0][0] or (tty and now - shown[0][1] >= 3.0):
+            shown[0] = (line, now)
+            s.progress(line)
 
     converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
-                          start=s.drill.phase_starts[("provision", rnd)], on_change=on_change,
-                          revision_free=revision_free)
+                          start=s.drill.phase_starts[("provision", rnd)],
+                          revision_free=revision_free, on_progress=on_progress,
+                          sync_sources=frozenset(s.model.sync_sources),
+                          webhooks=dict(s.model.webhooks))
+    # Registered before the run: a failed or interrupted converge still reports every object.
+    s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
 
 
@@ -403,7 +413,18 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
                 ready_after_s=None if t.ready_after_s is None else round(t.ready_after_s, 3),
                 revision=t.revision, depends_on=t.depends_on, round=rnd,
                 first_seen_s=round(t.first_seen_s, 3), ready=t.ready_after_s is not None,
-                message=t.last.message if t.last else None))
+                message=t.last.message if t.last else None,
+                reason=t.last.reason if t.last else None, conditions=t.conditions,
+                waiting_on=t.waiting_on or None, url=t.url))
+        if s.model is not None and rnd == rounds[-1] and s.converged[rnd].converged_after_s \
+                is None:
+            seen = set(s.converged[rnd].objects)
+            for ref in sorted(s.model.expected() - seen):
+                kind, ns, name = ref.split("/", 2)
+                objects.append(ObjectRecord(kind=kind, namespace=ns, name=name,
+                                            ready_after_s=None, revision=None, round=rnd,
+                                            message="never appeared in the cluster",
+                                            waiting_on="its parent to apply it"))
     last = max(p.round for p in SCENARIOS.get(s.opts.scenario, SCENARIOS["full-rebuild"]).phases)
     critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
     settings: dict[str, Any] = {

@@ -89,6 +89,8 @@ class RepoModel:
     webhooks: Mapping[str, str] = field(default_factory=dict)
     """Admission webhook name -> the object (and chart) that installs it."""
     rendered_count: int = 0
+    sync_sources: frozenset[str] = frozenset({"GitRepository/flux-system/flux-system"})
+    """Refs of the sources that are the repo under test (the drill's own, and aliases)."""
 
     @property
     def uses_helm(self) -> bool:
@@ -352,7 +354,9 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                       tuple(manual), frozenset(walk.produced), tuple(sync.patches),
                       tuple(sync.changes), tuple(dict.fromkeys(walk.notes)),
                       tuple(walk.problems), tuple(ext), tuple(limits), webhooks,
-                      len(walk.rendered))
+                      len(walk.rendered), frozenset(
+                          {f"GitRepository/{FLUX_NAMESPACE}/{SYNC_NAME}",
+                           *(f"GitRepository/{ns}/{n}" for ns, n in walk.aliases)}))
     if not collect:
         model.raise_for_problems()
     return model

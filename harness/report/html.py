@@ -494,6 +494,8 @@ def _objects_table(r: DrillReport, rnd: int, critical: Mapping[str, CriticalHop]
     for o in objects:
         state = (esc(fmt_seconds(o.ready_after_s)) if o.ready and o.ready_after_s is not None
                  else '<span class="bad">not ready</span>'
+                 + (f" ({esc(o.reason)})" if o.reason else "")
+                 + (f", waiting on {esc(o.waiting_on)}" if o.waiting_on else "")
                  + (f": {esc(o.message)}" if o.message else ""))
         ref = _ref(o.ref) + (' <span class="crit">critical</span>' if o.ref in critical else "")
         rows.append((ref, esc(fmt_seconds(o.first_seen_s)), state,

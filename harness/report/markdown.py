@@ -19,6 +19,7 @@ def render_markdown(report: DrillReport) -> str:
         _headline(report),
         _summary(report),
         _phases(report.phases, report.recovery_round),
+        _not_ready(report),
         _slowest(report),
         _critical_path(report),
         _manual_steps(report),
@@ -164,6 +165,17 @@ def _phases(phases: Sequence[PhaseRecord], recovery_round: int) -> str:
     rows = [(round_label(p.round, recovery_round), p.name, fmt_seconds(p.duration_s), outcome(p))
             for p in phases]
     return "### Phases\n\n" + _table(("Round", "Phase", "Duration", "Outcome"), rows)
+
+
+def _not_ready(r: DrillReport) -> str:
+    """Every object seen but not ready when the drill stopped, with what it waited on."""
+    objects = [o for o in r.objects if not o.ready]
+    if not objects:
+        return ""
+    rows = [(code(o.ref), f"round {o.round}", o.reason or "none", o.waiting_on or "",
+             _first_line(o.message) if o.message else "") for o in objects]
+    return ("### Not ready when the drill stopped\n\n"
+            + _table(("Object", "Round", "Reason", "Waiting on", "Flux's message"), rows))
 
 
 def _slowest(r: DrillReport) -> str:

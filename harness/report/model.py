@@ -44,6 +44,14 @@ class ObjectRecord:
     """Seconds from the round's recovery start until the object first existed in the cluster."""
     ready: bool = False
     message: str | None = None
+    reason: str | None = None
+    """The Ready condition's reason when last seen."""
+    conditions: tuple[dict[str, Any], ...] = ()
+    """status.conditions when last seen (type, status, reason, message)."""
+    waiting_on: str | None = None
+    """Why it was not ready: a dependency, its source, a health check, Flux's message."""
+    url: str | None = None
+    """The remote a source object fetches."""
 
     @property
     def ref(self) -> str:
