@@ -24,6 +24,7 @@ from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
 from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
 from harness.gitops.render import Artifact, Build, Substitution, substitute
+from harness.gitops.sourceignore import source_files
 
 Severity = Literal["invalid", "unsupported"]
 ROOT_FILE = "(drdrill bootstrap)"
@@ -91,6 +92,8 @@ class RepoModel:
     rendered_count: int = 0
     sync_sources: frozenset[str] = frozenset({"GitRepository/flux-system/flux-system"})
     """Refs of the sources that are the repo under test (the drill's own, and aliases)."""
+    rendered: tuple[Obj, ...] = field(default=(), repr=False, compare=False)
+    """Every object the walk rendered, with the Kustomization that applies it."""
 
     @property
     def uses_helm(self) -> bool:
@@ -134,6 +137,20 @@ def _norm_path(top: Path, artifact: Artifact, raw: str | None) -> str | None:
     candidate = os.path.normpath(top / (raw or "./").lstrip("/"))
     rel = os.path.relpath(candidate, top)
     return None if rel.startswith("..") else rel
+
+
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "CustomResourceDefinition", "StorageClass", "PriorityClass", "IngressClass",
+    "PersistentVolume", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "APIService",
+    "RuntimeClass", "CSIDriver", "VolumeSnapshotClass", "Node", "GatewayClass",
+    "FluxReport"})
+
+
+def is_cluster_scoped(kind: str) -> bool:
+    """Cluster-scoped kinds (kustomize output leaves their namespace empty either way; this
+    keeps `default` off them): the core ones, and the Cluster* convention of CRDs."""
+    return kind in CLUSTER_SCOPED or kind.startswith("Cluster")
 
 
 def _values(doc: Mapping[str, Any]) -> dict[str, str]:
@@ -244,7 +261,7 @@ class _Walk:
         kind = str(doc.get("kind", ""))
         meta = doc.get("metadata") or {}
         name = str(meta.get("name", ""))
-        ns = "" if kind == "Namespace" else str(meta.get("namespace") or "default")
+        ns = "" if is_cluster_scoped(kind) else str(meta.get("namespace") or "default")
         self.produced.add((kind, ns, name))
         file = build.path
         k = spec_of(doc)
@@ -329,11 +346,12 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
         level = [(root, Build(root.ref, _rel(top, cluster_dir)))]
         while level:
             level = walk.level(level)
-        instances = bootstrap.flux_instances(top, artifact.files)
-        texts = [(rel, (top / rel).read_text(encoding="utf-8", errors="replace"))
-                 for rel in artifact.files if rel.endswith((".yaml", ".yml"))
-                 and "sops-age-secret" in (top / rel).read_text(encoding="utf-8",
-                                                                 errors="replace")]
+    # Bootstrap material (FluxInstance, flux-system patches) is often kept out of the sync.
+    every_file = source_files(top, sourceignore=False)
+    instances = bootstrap.flux_instances(top, every_file)
+    texts = [(rel, text) for rel in every_file if rel.endswith((".yaml", ".yml"))
+             and "sops-age-secret" in (text := (top / rel).read_text(encoding="utf-8",
+                                                                     errors="replace"))]
     _check_dependencies(walk)
     _check_kinds(walk)
     sync = bootstrap.local_run(walk.root_docs, [d for _, d in instances] +
@@ -356,7 +374,8 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                       tuple(walk.problems), tuple(ext), tuple(limits), webhooks,
                       len(walk.rendered), frozenset(
                           {f"GitRepository/{FLUX_NAMESPACE}/{SYNC_NAME}",
-                           *(f"GitRepository/{ns}/{n}" for ns, n in walk.aliases)}))
+                           *(f"GitRepository/{ns}/{n}" for ns, n in walk.aliases)}),
+                      tuple(walk.rendered))
     if not collect:
         model.raise_for_problems()
     return model

@@ -78,14 +78,16 @@ class Ignore:
         return verdict
 
 
-def source_files(top: Path, extra: Iterable[str] = ()) -> list[str]:
-    """Repo-relative paths of the files source-controller would put in the artifact."""
+def source_files(top: Path, extra: Iterable[str] = (), *, sourceignore: bool = True,
+                 ) -> list[str]:
+    """Repo-relative paths of the files source-controller would put in the artifact (with
+    `sourceignore=False`, also what `.sourceignore` keeps out: bootstrap material lives there)."""
     ignore = Ignore((*DEFAULT_EXCLUDES, *extra))
     out: list[str] = []
     for root, dirs, files in os.walk(top):
         rel_root = os.path.relpath(root, top)
         rel_root = "" if rel_root == "." else rel_root
-        if IGNORE_FILE in files:
+        if sourceignore and IGNORE_FILE in files:
             ignore.add_file(Path(root) / IGNORE_FILE, rel_root)
         dirs[:] = sorted(d for d in dirs if not ignore.ignored(
             f"{rel_root}/{d}" if rel_root else d, is_dir=True))
