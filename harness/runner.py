@@ -32,9 +32,11 @@ from harness.errors import (
     DrillFailure,
     DrillInterrupted,
     HarnessError,
+    RepoError,
     ReportError,
     RolloutFailed,
     RTOExceeded,
+    ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gc import write_owner
@@ -206,6 +208,16 @@ def preflight(s: RunState, rnd: int) -> None:
         # Host-process Flux: helm-controller and source-watcher only for repos that need them.
         extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
                  *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+    if WATCHER_TOOLS[0] in extra:
+        try:
+            s.tools.update(ensure_tools(s.opts.config, WATCHER_TOOLS, progress=s.progress))
+        except ToolError as exc:
+            gens = [o.ref for o in s.model.objects if o.kind == "ArtifactGenerator"]
+            raise RepoError(
+                f"{', '.join(gens)} needs source-watcher {exc.version or ''}, which cannot be "
+                f"resolved here: {exc.message.splitlines()[0]}", obj=gens[0],
+                fix=exc.fix or "supply source-watcher with --tools-dir") from exc
+        extra = tuple(t for t in extra if t not in WATCHER_TOOLS)
     s.tools.update(ensure_tools(s.opts.config, (*provider_tools, *extra), progress=s.progress))
     s.crds = flux_crds(s.opts.config, progress=s.progress)
     s.git = GitServer(s.rev, s.workdir / "git").start()

@@ -35,6 +35,13 @@ def add_preflight_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
         p.set_defaults(func=_cmd_preflight, format="text", inventory=name == "inventory")
 
 
+def _resolvable(config: Config, tool: str) -> bool:
+    """Whether a pinned binary is at hand (tools dir, PATH, cache), never building it."""
+    from harness.tools import load_manifest, resolve_existing
+
+    return resolve_existing(config, load_manifest().tools[tool]) is not None
+
+
 def _cmd_preflight(args: argparse.Namespace) -> int:
     from harness.gitops import preflight as pf
     from harness.tools import ensure_tools
@@ -43,7 +50,8 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     kustomize = ensure_tools(config, ("kustomize",),
                              progress=lambda line: print(line, file=sys.stderr))["kustomize"]
     try:
-        data = pf.run_preflight(args.repo, args.cluster, args.inputs, kustomize=kustomize.path)
+        data = pf.run_preflight(args.repo, args.cluster, args.inputs, kustomize=kustomize.path,
+                                runnable=lambda tool: _resolvable(config, tool))
     except (RepoError, ConfigError) as exc:
         data = pf.error_data(args.repo, args.cluster, exc)
     if args.format == "json":

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, RepoError
 from harness.gitops.bootstrap import discover_cluster_paths
 from harness.gitops.inputs import SuppliedInputs, load_inputs, missing_inputs, with_supplied
-from harness.gitops.model import RepoModel, analyze
+from harness.gitops.kinds import SOURCE_WATCHER
+from harness.gitops.model import Problem, RepoModel, analyze
 from harness.gitops.sourceignore import source_files
 
 SCHEMA_VERSION = 1
@@ -35,11 +38,21 @@ def default_cluster(top: Path) -> str:
 
 
 def run_preflight(repo: Path, cluster: str | None, inputs_dir: Path | None, *,
-                  kustomize: Path | None) -> dict[str, Any]:
+                  kustomize: Path | None,
+                  runnable: Callable[[str], bool] = lambda tool: True) -> dict[str, Any]:
+    """`runnable(tool)` says whether a controller binary the repo needs is at hand."""
     started = time.monotonic()
     top = repo.resolve()
     path = cluster or default_cluster(top)
     model = analyze(top, path, kustomize=kustomize, collect=True)
+    if model.uses_watcher and not runnable(SOURCE_WATCHER):
+        gens = [o for o in model.objects if o.kind == "ArtifactGenerator"]
+        model = replace(model, problems=(*model.problems, Problem(
+            "unsupported", gens[0].source_file, gens[0].ref,
+            f"{len(gens)} ArtifactGenerator(s) need source-watcher (pinned in "
+            "harness/tools.toml), which is not built on this machine",
+            "run `drdrill tools ensure` (it builds source-watcher from the Go module proxy), "
+            "or pass --tools-dir with the binary")))
     supplied = load_inputs(inputs_dir) if inputs_dir else SuppliedInputs((), ())
     return preflight_data(model, supplied, inputs_given=inputs_dir is not None,
                           seconds=time.monotonic() - started)
