@@ -69,9 +69,11 @@ WAITING_REASONS = frozenset({"DependencyNotReady", "Progressing", "ProgressingWi
                              "HelmChartNotReady", "ArtifactInStorage"})
 NEVER_SERVED = frozenset(k.kind for k in KINDS if not k.runnable)
 """Flux kinds whose controller the drill does not run: their CRDs never appear."""
+# Ready=False reasons Flux shows while it retries: they neither start nor end a failure.
+RETRYING_REASONS = frozenset({"Progressing", "ProgressingWithRetry", "Reconciling"})
 STUCK_AFTER_S = 30.0
-"""A Ready=False reason and message unchanged this long (several of Flux's retries, which
-follow each other within seconds on a failure) fail the drill with a diagnosis."""
+"""A Ready=False reason and message unchanged this long (several of Flux's retries, with only
+its "Progressing" in between) fail the drill with a diagnosis."""
 
 
 def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
@@ -122,8 +124,9 @@ def readiness(obj: Mapping[str, Any], kind: str, *, revision: str,
         if at_rev:
             return Readiness(True, False, str(ready.get("reason", "")),
                              str(ready.get("message", "")), got)
-        return Readiness(False, False, "OtherRevision", f"ready at {got}, waiting for {revision}",
-                         got)
+        return Readiness(False, False, "OtherRevision",
+                         f"ready at {got}, waiting for {revision}" if got else
+                         f"no artifact yet, waiting for {revision}", got)
     reason = str(ready.get("reason", ""))
     terminal = ready.get("status") == "False" and current and reason in TERMINAL_REASONS
     return Readiness(False, terminal, reason, str(ready.get("message", "")), got)
@@ -159,6 +162,7 @@ class Tracked:
     """The remote a source fetches (spec.url / spec.endpoint)."""
     failing_since: float | None = None
     fail_key: tuple[str, str] | None = None
+    fail_state: Readiness | None = None
     """(reason, message) of a Ready=False that is not a wait, and since when it holds."""
     waiting_on: str = ""
     """Why it is not ready, in words (dependency, source, health check, Flux's message)."""
@@ -286,10 +290,18 @@ class Converger:
         tracked.revision = state.revision
         tracked.waiting_on = self._why(tracked, state)
         key = (state.reason, state.message)
-        if state.ready or state.reason in WAITING_REASONS or _waits_on_source(state):
-            tracked.failing_since, tracked.fail_key = None, None
+        missing_source = _waits_on_source(state) and tracked.source is not None and \
+            tracked.source not in self.objects and tracked.source not in self.expected
+        if missing_source:
+            # Waiting on a source that does not exist is a failure once nothing creates it.
+            tracked.waiting_on = f"source {tracked.source}, which is not in the cluster"
+        if state.reason in RETRYING_REASONS:
+            pass  # Flux retrying: the failure before it still holds until another replaces it
+        elif state.ready or state.reason in WAITING_REASONS or \
+                (_waits_on_source(state) and not missing_source):
+            tracked.failing_since, tracked.fail_key, tracked.fail_state = None, None, None
         elif tracked.fail_key != key:
-            tracked.failing_since, tracked.fail_key = now, key
+            tracked.failing_since, tracked.fail_key, tracked.fail_state = now, key, state
         if state.failed:
             raise ObjectFailed(ref, state.reason, self.diagnose(tracked, state))
         if _no_crd(state.message) in NEVER_SERVED:  # no CRD will ever come: fail at once
@@ -333,10 +345,10 @@ class Converger:
     def check_stuck(self, now: float) -> None:
         """Fail on an object whose failure has not changed across Flux's retries."""
         for t in self.objects.values():
-            if t.ready_after_s is None and t.failing_since is not None and t.last is not None \
-                    and now - t.failing_since >= self.stuck_after_s:
-                raise ObjectFailed(t.ref, t.last.reason, self.diagnose(
-                    t, t.last, held_s=now - t.failing_since))
+            if t.ready_after_s is None and t.failing_since is not None and \
+                    t.fail_state is not None and now - t.failing_since >= self.stuck_after_s:
+                raise ObjectFailed(t.ref, t.fail_state.reason, self.diagnose(
+                    t, t.fail_state, held_s=now - t.failing_since))
 
     def diagnose(self, t: Tracked, state: Readiness, *, held_s: float | None = None) -> str:
         """Flux's message plus what it means for a drill: the URL a source could not fetch,

@@ -464,6 +464,9 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
                                                                                or ""),
         manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
         notes=notes,
+        external_dependencies=tuple(d.to_dict() for d in s.model.external_dependencies)
+        if s.model else (),
+        embedded_limits=tuple(x.to_dict() for x in s.model.limits) if s.model else (),
         recovery_round=last,
     )
 

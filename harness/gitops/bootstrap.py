@@ -44,7 +44,7 @@ def self_sync(root_docs: Iterable[Mapping[str, Any]], cluster_path: str) -> set[
         path = os.path.normpath(str(spec.get("path") or ".").lstrip("/"))
         src = spec.get("sourceRef") or {}
         here = os.path.normpath(cluster_path)
-        if (path == here or here.startswith(path.rstrip("/") + "/") or path == ".") and \
+        if (path == here or (path != "." and here.startswith(path + "/"))) and \
                 src.get("kind", "GitRepository") == "GitRepository":
             ns = src.get("namespace") or (doc.get("metadata") or {}).get("namespace")
             out.add((str(ns or "default"), str(src.get("name"))))

@@ -688,6 +688,12 @@ def _manual_steps(r: DrillReport) -> str:
                   for i in r.manual_inputs]
         parts.append("<h3>Inputs that are not in Git</h3>\n"
                      + _table(("Kind", "Object", "Needed by"), inputs))
+    if r.external_dependencies:
+        deps = [(esc(str(d.get("kind", ""))), _code(str(d.get("url", ""))),
+                 esc(", ".join(str(u) for u in list(d.get("used_by") or ())[:3])))
+                for d in r.external_dependencies]
+        parts.append("<h3>External dependencies (must be reachable)</h3>\n"
+                     + _table(("Kind", "URL", "Used by"), deps))
     return _section("manual", "Manual steps", "\n".join(parts))
 
 

@@ -23,6 +23,7 @@ def render_markdown(report: DrillReport) -> str:
         _slowest(report),
         _critical_path(report),
         _manual_steps(report),
+        _external(report),
         _settings(report.settings),
         _error(report.error),
         _bullets("Notes", report.notes),
@@ -206,6 +207,23 @@ def _critical_path(r: DrillReport) -> str:
              fmt_seconds(h.reconcile_s)) for h in r.critical_path]
     return ("### Critical path\n\n"
             + _table(("Hop", "Ready at", "Waited on dependency", "Reconcile"), rows))
+
+
+def _external(r: DrillReport) -> str:
+    """What must be reachable for this recovery, and what the embedded cluster cannot run."""
+    out = []
+    if r.external_dependencies:
+        rows = [(str(d.get("kind", "")), code(str(d.get("url", ""))),
+                 ", ".join(str(u) for u in list(d.get("used_by") or ())[:3])
+                 + (" …" if len(d.get("used_by") or ()) > 3 else ""))
+                for d in r.external_dependencies]
+        out.append("### External dependencies\n\n" + _table(("Kind", "URL", "Used by"), rows))
+    if r.embedded_limits:
+        limits = [(code(str(x.get("object", ""))), str(x.get("why", "")))
+                  for x in r.embedded_limits]
+        out.append("### Not on the embedded cluster (kind or lab can)\n\n"
+                   + _table(("Object", "Why"), limits))
+    return "\n\n".join(out)
 
 
 def _manual_steps(r: DrillReport) -> str:

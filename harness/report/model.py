@@ -105,6 +105,10 @@ class DrillReport:
     manual_inputs: tuple[dict[str, Any], ...] = ()
     """The manual-step inventory preflight built from the repo (kind, ns, name, needed_by)."""
     notes: tuple[str, ...] = ()
+    external_dependencies: tuple[dict[str, Any], ...] = ()
+    """Remotes the recovery needs reachable (url, kind, used_by), from preflight."""
+    embedded_limits: tuple[dict[str, Any], ...] = ()
+    """Objects the embedded cluster cannot converge (object, why, providers that can)."""
     schema_version: int = SCHEMA_VERSION
     recovery_round: int = 2
     """The round whose time-to-ready is the headline: the scenario's last (2 for a rebuild)."""

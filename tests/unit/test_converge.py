@@ -160,8 +160,31 @@ def test_unchanged_failure_fails_after_the_stuck_window_naming_the_url():
     assert "connection refused" in text and "unchanged for 30s" in text
 
 
-def test_a_changing_failure_restarts_the_window_and_waits_never_count():
+def test_progressing_between_retries_does_not_restart_the_window():
     c = Converger(api=None, revision=REV, expected=set(), stuck_after_s=30)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 1.0)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote", reason="Progressing", message="building"), 20.0)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 25.0)
+    with pytest.raises(ObjectFailed) as err:
+        c.check_stuck(31.5)
+    assert "connection refused" in str(err.value)
+
+
+def test_waiting_on_a_source_that_never_appears_fails():
+    c = Converger(api=None, revision=REV, expected=set(), stuck_after_s=30)
+    gone = ks("k") | {"spec": {"sourceRef": {"kind": "GitRepository", "name": "gone"}},
+                      "status": {"conditions": [{
+                          "type": "Ready", "status": "False", "reason": "ArtifactFailed",
+                          "message": 'GitRepository "gone" not found', "observedGeneration": 2}]}}
+    fold(c, KUSTOMIZATIONS, gone, 1.0)
+    assert "not in the cluster" in c.objects["Kustomization/flux-system/k"].waiting_on
+    with pytest.raises(ObjectFailed):
+        c.check_stuck(32.0)
+
+
+def test_a_changing_failure_restarts_the_window_and_waits_never_count():
+    c = Converger(api=None, revision=REV, expected={"GitRepository/flux-system/flux-system"},
+                  stuck_after_s=30)
     fold(c, GIT_REPOSITORIES, gitrepo("r", message="first"), 1.0)
     fold(c, GIT_REPOSITORIES, gitrepo("r", message="second"), 20.0)
     c.check_stuck(45.0)  # second message only 25 s old
