@@ -179,6 +179,7 @@ class _Walk:
         self.remote_bases: dict[str, list[str]] = {}
         self.root_docs: list[dict[str, Any]] = []
         self.texts: dict[str, str] = {}
+        self.parsed: dict[str, list[dict[str, Any]]] = {}
         self.aliases: set[tuple[str, str]] = set()
         """Other names of the repo under test (see bootstrap.self_sync)."""
 
@@ -194,10 +195,13 @@ class _Walk:
                                                                     errors="replace")
             if name not in text or kind not in text:
                 continue
-            try:
-                docs = yamlgo.load_file(self.top / rel)
-            except yaml.YAMLError:
-                continue
+            docs = self.parsed.get(rel)
+            if docs is None:
+                try:
+                    docs = yamlgo.manifests(yamlgo.parse_all(text))
+                except yaml.YAMLError:
+                    docs = []
+                self.parsed[rel] = docs
             if any(d.get("kind") == kind and (d.get("metadata") or {}).get("name") == name
                    for d in docs):
                 return rel

@@ -25,7 +25,7 @@ from harness.gitops import yamlgo
 from harness.gitops.sourceignore import source_files
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-BATCH = 16
+BATCH = 48
 BATCH_KEY = "drdrill.internal/build"
 BATCH_PREFIX = "drdrillb"
 """Each build of a batch gets its own namePrefix, so builds that render the same object do
@@ -245,7 +245,10 @@ class Artifact:
     def render_all(self, builds: Sequence[Build], *, jobs: int = 4) -> list[Rendered]:
         todo = [b for b in dict.fromkeys(builds) if b.key not in self._cache]
         pairs = self._prepare_all(todo)
-        chunks = [pairs[i:i + BATCH] for i in range(0, len(pairs), BATCH)]
+        # One kustomize run per worker (its start-up dominates small builds), at most BATCH
+        # builds each, so a failing build costs a few halvings, not the whole level.
+        size = max(2, min(BATCH, -(-len(pairs) // max(1, jobs))))
+        chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for chunk, results in zip(chunks, pool.map(self._build_group,
                                                        [[p for _, p in c] for c in chunks]),
