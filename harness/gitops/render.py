@@ -261,18 +261,23 @@ class Artifact:
         """One kustomize run for the group; halves of it where builds collide or fail."""
         if len(builds) == 1:
             return [self._build(builds[0])]
-        results = self._build_batch(builds)
+        results, culprit = self._build_batch(builds)
         if results is not None:
             return results
+        if culprit is not None:  # kustomize named the failing build: the rest stay batched
+            rest = [b for i, b in enumerate(builds) if i != culprit]
+            rendered = self._build_group(rest)
+            rendered.insert(culprit, self._build(builds[culprit]))
+            return rendered
         half = len(builds) // 2
         return [*self._build_group(builds[:half]), *self._build_group(builds[half:])]
 
-    def _build_batch(self, builds: Sequence[Build]) -> list[Rendered] | None:
+    def _build_batch(self, builds: Sequence[Build]) -> tuple[list[Rendered] | None, int | None]:
         """Many builds in one kustomize run (its start-up dominates small builds): each build
-        is wrapped so its objects carry its index. None if any build in the batch fails or
-        two collide, and the caller builds them one by one."""
+        is wrapped so its objects carry its index. (None, index of the failing build if
+        kustomize names it) when the batch fails."""
         if self.kustomize is None or len(builds) < 2:
-            return None
+            return None, None
         wrap = Path(tempfile.mkdtemp(prefix="drdrill-batch-"))
         try:
             for i, b in enumerate(builds):
@@ -286,8 +291,10 @@ class Artifact:
             try:
                 out = run(Command.of(str(self.kustomize), "build", "--load-restrictor",
                                      "LoadRestrictionsNone", str(wrap)).with_timeout(120)).stdout
-            except CommandError:
-                return None
+            except CommandError as exc:
+                m = re.search(r"accumulating resources from 'b(\d+)'", exc.stderr or "")
+                culprit = int(m.group(1)) if m and int(m.group(1)) < len(builds) else None
+                return None, culprit
         finally:
             shutil.rmtree(wrap, ignore_errors=True)
         results: list[Rendered] = [Rendered([]) for _ in builds]
@@ -297,10 +304,10 @@ class Artifact:
             if not ann:
                 doc["metadata"].pop("annotations", None)
             if idx is None:
-                return None
+                return None, None
             _unprefix(doc, f"{BATCH_PREFIX}{idx}-")
             results[int(idx)].docs.append(doc)
-        return results
+        return results, None
 
     # -- one build -------------------------------------------------------------------------
     def _prepare_all(self, builds: Sequence[Build]) -> list[tuple[Build, Build]]:
