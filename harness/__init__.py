@@ -12,7 +12,7 @@ _WHERE = {
     "ClusterLifecycle": "harness.providers",
     "ClusterProvider": "harness.providers",
     "Config": "harness.config",
-    "Drill": "harness.drill",
+    "Drill": "harness.core.recorder",
     "DrillFailure": "harness.errors",
     "DrillOptions": "harness.runner",
     "DrillReport": "harness.report.model",

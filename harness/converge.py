@@ -61,12 +61,14 @@ def watched_kinds(*, helm: bool, watcher: bool) -> tuple[WatchedKind, ...]:
 
 
 # Ready=False reasons after which Flux will not get there on its own for this revision.
-TERMINAL_REASONS = frozenset({"BuildFailed", "HealthCheckFailed", "InvalidPath",
-                              "ArtifactFailedPermanently"})
-# Ready=False reasons that mean "waiting on something else", never a failure of their own.
+# Not HealthCheckFailed: kustomize-controller retries health checks at the next interval (a slow
+# image pull on real nodes looks like that), so it is left to the converge deadline.
+TERMINAL_REASONS = frozenset({"BuildFailed", "InvalidPath", "ArtifactFailedPermanently"})
+# Ready=False reasons that mean "waiting on something else", never a failure of their own
+# (HealthCheckFailed too, for the reason above).
 WAITING_REASONS = frozenset({"DependencyNotReady", "Progressing", "ProgressingWithRetry",
                              "Reconciling", "NoStatus", "OtherRevision", "SourceNotReady",
-                             "HelmChartNotReady", "ArtifactInStorage"})
+                             "HelmChartNotReady", "ArtifactInStorage", "HealthCheckFailed"})
 NEVER_SERVED = frozenset(k.kind for k in KINDS if not k.runnable)
 """Flux kinds whose controller the drill does not run: their CRDs never appear."""
 # Ready=False reasons Flux shows while it retries: they neither start nor end a failure.
@@ -175,7 +177,7 @@ class Tracked:
 @dataclass
 class ConvergeResult:
     objects: dict[str, Tracked]
-    converged_after_s: float | None
+    converged_after_s: float | None = None
     """None while converging, or when it never did (the objects are what was seen)."""
 
     def critical_path(self) -> list[CriticalHop]:

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
 from harness.config import Config
-from harness.errors import ConfigError, HarnessError
+from harness.errors import DrillInterrupted, HarnessError
+from harness.report.redact import redact
 
 if TYPE_CHECKING:
     from harness.report.model import DrillReport
 
 
 class Progress:
-    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise."""
+    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise.
+    Every line goes through the one redaction step."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
@@ -29,6 +31,7 @@ class Progress:
         self._status = False
 
     def __call__(self, line: str) -> None:
+        line = redact(line)
         stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
         if self.tty and line.startswith(("converge:", "build:", "go:")):
             self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
@@ -95,7 +98,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
         config=config, provider_options=provider_options_from_args(args))
     progress = Progress()
-    from harness.drill import Drill
+    from harness.core.recorder import Drill
     from harness.runner import new_run_id
 
     drill = Drill(new_run_id())
@@ -114,9 +117,13 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     out.write(f"time-to-ready (rebuild): {ttr}{rto}\n")
     out.write(f"manual steps (rebuild): {len(recovery)}\n")
     if report.error:
-        lines = report.error.splitlines()
+        lines = redact(report.error).splitlines()
         out.write("error: " + "\n       ".join(lines[:12]) + ("\n       ..." if len(lines) > 12
                                                               else "") + "\n")
+    for item in report.leftovers:
+        out.write(f"left behind: {item}\n")
+    if report.leftovers:
+        out.write(f"fix: drdrill gc --run-id {report.run_id}\n")
     out.write(f"report: {report_dir / 'report.json'}\n")
     for name in ("report.md", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
@@ -141,16 +148,25 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from harness.gc import gc, parse_age
 
     config = Config.from_env()
-    swept, alive = gc(config.runs_dir, older_than_s=parse_age(args.older_than),
-                      run_id=args.run_id, dry_run=args.dry_run)
+    res = gc(config.runs_dir, older_than_s=parse_age(args.older_than), run_id=args.run_id,
+             dry_run=args.dry_run, include_kept=args.include_kept)
     verb = "would remove" if args.dry_run else "removed"
-    for s in swept:
+    for s in res.swept:
         print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
               + (f", {s.removed}" if s.removed else "")
               + (f", {', '.join(s.docker)}" if s.docker else ""))
-    for rid in alive:
-        print(f"left alone: run {rid} is still running")
-    if not swept:
+    why = {
+        "kept": "kept with --keep-cluster; remove it with `drdrill gc --run-id {rid}` or "
+                "--include-kept",
+        "alive": "still running",
+        "unknown": "its owner is in another pid namespace or boot, so whether it still runs "
+                   "cannot be checked from here; pass --older-than (e.g. 2h) or --run-id",
+        "young": f"younger than --older-than {args.older_than}",
+    }
+    for reason, rids in res.left.items():
+        for rid in rids:
+            print(f"left alone: run {rid}: {why[reason].format(rid=rid)}")
+    if not res.swept:
         print("nothing to remove")
     return 0
 
@@ -174,8 +190,11 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
 
     add_report_commands(sub)
     p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
-    p.add_argument("--older-than", default="0s", help="only runs older than this (e.g. 1h)")
-    p.add_argument("--run-id", help="only this run")
+    p.add_argument("--older-than", help="only runs older than this (e.g. 1h); also sweeps runs "
+                                        "whose owner cannot be checked from here")
+    p.add_argument("--run-id", help="only this run (also when kept, unless it is running)")
+    p.add_argument("--include-kept", action="store_true",
+                   help="also remove clusters kept with --keep-cluster")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
     p.set_defaults(func=_cmd_gc)
     p = sub.add_parser("providers", help="list the registered cluster providers")
@@ -200,13 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except ConfigError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
-        return 2
     except HarnessError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
+        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DrillInterrupted):
         print("drdrill: interrupted", file=sys.stderr)
         return 130
 

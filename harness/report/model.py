@@ -112,6 +112,8 @@ class DrillReport:
     schema_version: int = SCHEMA_VERSION
     recovery_round: int = 2
     """The round whose time-to-ready is the headline: the scenario's last (2 for a rebuild)."""
+    leftovers: tuple[str, ...] = ()
+    """What teardown could not release (each named); `drdrill gc --run-id` is the fix."""
 
     @property
     def manual_step_count(self) -> int:

@@ -203,6 +203,7 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
         "notes": tuple(data["notes"]),
         "external_dependencies": tuple(data["external_dependencies"]),
         "embedded_limits": tuple(data["embedded_limits"]),
+        "leftovers": tuple(data["leftovers"]),
     })
     assert rebuilt == report
 
