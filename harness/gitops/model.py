@@ -441,6 +441,9 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
             for w in o.doc.get("webhooks") or []:
                 if isinstance(w, Mapping) and w.get("name"):
                     webhooks[str(w["name"])] = f"{o.ref} (applied by {o.owner})"
+    for ref, chart in chart_of.items():  # webhooks a chart installs: named after the chart
+        if chart in inputs.WEBHOOK_CHARTS:
+            webhooks.setdefault(chart, f"{ref} (chart {chart})")
     model = RepoModel(top, _rel(top, cluster_dir), tuple(walk.objects.values()),
                       tuple(manual), frozenset(walk.produced), tuple(sync.patches),
                       tuple(sync.changes), tuple(dict.fromkeys(walk.notes)),
