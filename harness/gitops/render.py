@@ -146,10 +146,11 @@ def substitute(docs: list[dict[str, Any]], sub: Substitution, *, owner: str,
     for doc in docs:
         meta = doc.get("metadata") or {}
         flags = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
-        text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
-        if "$" not in text or str(flags.get(SUBSTITUTE_DISABLED, "")).lower() == "disabled":
-            out.append(doc)
+        if "$" not in json.dumps(doc, default=str) or \
+                str(flags.get(SUBSTITUTE_DISABLED, "")).lower() == "disabled":
+            out.append(doc)  # nothing to substitute (json is the cheap check)
             continue
+        text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
         res = envsubst(text, sub)
         unset |= res.unset
         try:
