@@ -236,3 +236,14 @@ def test_preflight_loads_no_cluster_code(fixture_repo, kustomize):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.stdout.strip() == "0 []", res.stdout + res.stderr
+
+
+def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustomize):
+    model = analyze(fixture_repo("artifact-generator"), "clusters/dev", kustomize=kustomize,
+                    collect=True)
+    assert model.verdict == "ok", model.problems
+    assert model.uses_watcher
+    assert ks(model)["flux-system/apps"] == {"flux-system/controllers"}
+    assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
+    assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
+                                                 for d in model.external_dependencies}
