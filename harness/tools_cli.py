@@ -63,6 +63,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         width = max(len(str(r["name"])) for r in rows)
         for r in rows:
-            where = r["path"] or (r["error"] or "").splitlines()[0] or "-"
+            where = r["path"] or next(iter((r["error"] or "").splitlines()), "") or "-"
             print(f"{r['name']:<{width}}  {r['version']:<9}  {r['source']:<7}  {where}")
     return 0 if all(r["source"] != "missing" for r in rows) else 1
