@@ -1,0 +1,385 @@
+# ruff: noqa: E501 - shell scripts and unit files, kept as their own tools format them
+"""The files drdrill writes into its kind node image: entrypoint, systemd units, containerd
+config, the pod-network agent and the manifests kind applies. Plain data, no I/O.
+
+kind drives a node through a few paths (`/kind/version`, `/kind/manifests/*.yaml`,
+`/etc/containerd/config.toml`, `kubeadm` and `kubectl` on PATH, systemd for kubelet); the
+rest is ours.
+"""
+
+from __future__ import annotations
+
+from string import Template
+
+ENTRYPOINT = r"""#!/bin/bash
+# drdrill kind node: prepare this privileged container for systemd and kubelet, then exec init.
+set -euo pipefail
+info() { echo "INFO: $*" >&2; }
+
+# kubelet and containerd mount volumes with shared propagation.
+mount --make-rshared /
+
+# kubelet sets kernel tunables that are not namespaced (vm.overcommit_memory, kernel.panic,
+# ...): a write would change the host. Bind node-local files holding the values kubelet wants
+# over them, so kubelet finds them set and the host keeps its own.
+shield() {
+    local key=$1 value=$2 path=/proc/sys/${1//.//}
+    [[ -e $path ]] || return 0
+    mkdir -p /run/drdrill-sysctl
+    printf '%s\n' "$value" >"/run/drdrill-sysctl/$key"
+    mount --bind "/run/drdrill-sysctl/$key" "$path"
+}
+shield vm.overcommit_memory 1
+shield vm.panic_on_oom 0
+shield kernel.panic 10
+shield kernel.panic_on_oops 1
+shield kernel.keys.root_maxkeys 1000000
+shield kernel.keys.root_maxbytes 25000000
+
+# Network tunables are per network namespace: these change this node only.
+sysctl_ns() { [[ -e /proc/sys/${1//.//} ]] && echo "$2" >"/proc/sys/${1//.//}" || true; }
+sysctl_ns net.ipv4.ip_forward 1
+sysctl_ns net.ipv4.conf.all.route_localnet 1
+sysctl_ns net.bridge.bridge-nf-call-iptables 1
+sysctl_ns net.bridge.bridge-nf-call-ip6tables 1
+
+# A fresh machine id per node (kubelet reports it; systemd would otherwise share the image's).
+: >/etc/machine-id
+
+if [[ ! -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    info "detected cgroup v1"
+    # kubelet (cgroupRoot /kubelet) expects its root in the named systemd hierarchy.
+    mkdir -p /sys/fs/cgroup/systemd/kubelet
+fi
+info "starting init"
+exec "$@"
+"""
+
+KUBELET_SERVICE = """[Unit]
+Description=kubelet: The Kubernetes Node Agent (drdrill kind node)
+ConditionPathExists=/var/lib/kubelet/config.yaml
+After=containerd.service drdrill-preload.service
+Wants=containerd.service
+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStartPre=/bin/sh -c 'if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup/systemd/kubelet; fi'
+ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+Restart=always
+StartLimitInterval=0
+RestartSec=1s
+CPUAccounting=true
+MemoryAccounting=true
+Slice=kubelet.slice
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+KUBELET_SLICE = """[Unit]
+Description=The slice kubelet and its pods run in
+Before=slices.target
+
+[Slice]
+MemoryAccounting=true
+CPUAccounting=true
+"""
+
+KUBELET_DEFAULTS = "KUBELET_EXTRA_ARGS=--runtime-cgroups=/system.slice/containerd.service\n"
+
+PRELOAD_SERVICE = """[Unit]
+Description=Import the component images baked into this node into containerd
+After=containerd.service
+Requires=containerd.service
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/bin/drdrill-preload
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+PRELOAD = r"""#!/bin/bash
+# Import /kind/images/*.tar (written by harness/images/kind_node.py) into containerd's k8s.io
+# namespace, where kubelet looks: kubeadm's control plane, pause, coredns, storage.
+set -euo pipefail
+for _ in $(seq 1 120); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
+for tar in /kind/images/*.tar; do
+    ctr -n k8s.io images import "$tar" >/dev/null
+done
+echo "drdrill-preload: imported $(ls /kind/images/*.tar | wc -l) image archives"
+"""
+
+PODNET_SERVICE = """[Unit]
+Description=drdrill pod network: this node's CNI config and routes to the other nodes' pods
+After=containerd.service
+
+[Service]
+ExecStart=/usr/local/bin/drdrill-podnet
+Restart=always
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+PODNET = r"""#!/bin/bash
+# drdrill's pod network for kind nodes on one Docker network (kindnetd is not to be had here).
+# Every node bridges its own pods (the CNI bridge + host-local plugins, on the podCIDR the
+# controller-manager gave its Node) and routes every other node's podCIDR via that node's
+# InternalIP. The Node objects are read with the kubelet's own credentials.
+set -uo pipefail
+kubeconfig=/etc/kubernetes/kubelet.conf
+conf=/etc/cni/net.d/10-drdrill-podnet.conflist
+self=$(hostname)
+write_conf() {
+    local body
+    body=$(cat <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "drdrill-podnet",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+     "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$1"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+)
+    if [[ ! -f $conf ]] || [[ $(cat "$conf") != "$body" ]]; then
+        mkdir -p "$(dirname "$conf")"
+        printf '%s\n' "$body" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+        echo "drdrill-podnet: pods of $self on $1"
+    fi
+}
+query='{range .items[*]}{.metadata.name}{" "}{.spec.podCIDR}{" "}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'
+while :; do
+    if [[ -s $kubeconfig ]] && nodes=$(kubectl --kubeconfig "$kubeconfig" get nodes -o jsonpath="$query" 2>/dev/null); then
+        while read -r name cidr ip; do
+            [[ -n ${cidr:-} && -n ${ip:-} ]] || continue
+            if [[ $name == "$self" ]]; then
+                write_conf "$cidr"
+            else
+                ip route replace "$cidr" via "$ip" 2>/dev/null || true
+            fi
+        done <<<"$nodes"
+    fi
+    sleep 2
+done
+"""
+
+CONTAINERD_CONFIG = Template("""# drdrill kind node. kind's containerdConfigPatches are merged into this file.
+version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_image"
+  tolerate_missing_hugepages_controller = true
+  # drdrill's kind config sets this to true where root lacks CAP_SYS_RESOURCE.
+  restrict_oom_score_adj = false
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "/etc/cni/net.d"
+""")
+
+CRICTL_YAML = "runtime-endpoint: unix:///run/containerd/containerd.sock\n"
+
+CNI_MANIFEST = """# kind applies this file as the cluster's CNI. drdrill's pod network is a systemd unit on every
+# node (drdrill-podnet), so there is nothing to run in the cluster; this ConfigMap says so.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: drdrill-podnet
+  namespace: kube-system
+data:
+  README: >-
+    Pod network of drdrill's kind node image: each node bridges its pods on its Node
+    podCIDR and routes the other nodes' podCIDRs via their InternalIP (drdrill-podnet.service).
+"""
+
+STORAGE_MANIFEST = Template("""# local-path-provisioner (built from its Go module) and the default StorageClass "standard".
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: local-path-storage
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: local-path-provisioner
+  namespace: local-path-storage
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: local-path-provisioner
+rules:
+  - apiGroups: [""]
+    resources: [nodes, persistentvolumeclaims, configmaps, pods, pods/log]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [persistentvolumes, pods]
+    verbs: [get, list, watch, create, patch, update, delete]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+  - apiGroups: [storage.k8s.io]
+    resources: [storageclasses]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: local-path-provisioner
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: local-path-provisioner
+subjects:
+  - kind: ServiceAccount
+    name: local-path-provisioner
+    namespace: local-path-storage
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: local-path-provisioner
+  namespace: local-path-storage
+rules:
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, create, patch, update, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: local-path-provisioner
+  namespace: local-path-storage
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: local-path-provisioner
+subjects:
+  - kind: ServiceAccount
+    name: local-path-provisioner
+    namespace: local-path-storage
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: local-path-provisioner
+  namespace: local-path-storage
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: local-path-provisioner}
+  template:
+    metadata:
+      labels: {app: local-path-provisioner}
+    spec:
+      serviceAccountName: local-path-provisioner
+      tolerations:
+        - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
+      nodeSelector:
+        kubernetes.io/os: linux
+      containers:
+        - name: local-path-provisioner
+          image: $provisioner_image
+          imagePullPolicy: IfNotPresent
+          command: [local-path-provisioner, --debug, start,
+                    --helper-image, $helper_image,
+                    --service-account-name, local-path-provisioner,
+                    --config, /etc/config/config.json]
+          env:
+            - name: POD_NAMESPACE
+              valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+            - name: CONFIG_MOUNT_PATH
+              value: /etc/config/
+          volumeMounts:
+            - {name: config-volume, mountPath: /etc/config/}
+      volumes:
+        - name: config-volume
+          configMap: {name: local-path-config}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: local-path-config
+  namespace: local-path-storage
+data:
+  config.json: |-
+    {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES",
+                      "paths": ["/var/local-path-provisioner"]}]}
+  setup: |-
+    #!/bin/sh
+    set -eu
+    mkdir -m 0777 -p "$$VOL_DIR"
+  teardown: |-
+    #!/bin/sh
+    set -eu
+    rm -rf "$$VOL_DIR"
+  helperPod.yaml: |-
+    apiVersion: v1
+    kind: Pod
+    metadata:
+      name: helper-pod
+    spec:
+      priorityClassName: system-node-critical
+      tolerations:
+        - {key: node.kubernetes.io/disk-pressure, operator: Exists, effect: NoSchedule}
+      containers:
+        - name: helper-pod
+          image: $helper_image
+          imagePullPolicy: IfNotPresent
+""")
+
+# Units of Debian's systemd that would act on the host from a privileged container, or that
+# have no business in a node: masked (linked to /dev/null).
+MASKED_UNITS = (
+    "systemd-sysctl.service",          # applies kernel.* tunables, which are not namespaced
+    "systemd-binfmt.service",          # host-wide binfmt_misc
+    "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount",
+    "systemd-modules-load.service",    # no modules to load in a container
+    "systemd-remount-fs.service",
+    "systemd-firstboot.service",
+    "getty@tty1.service",
+    "console-getty.service",
+    "systemd-logind.service",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount",
+    "dev-hugepages.mount",
+)
+
+ENABLED_UNITS = ("containerd.service", "kubelet.service", "drdrill-preload.service",
+                 "drdrill-podnet.service")
