@@ -392,7 +392,33 @@ def _local_run_patches(root_docs: Iterable[Mapping[str, Any]],
                 changes.append(f"Kustomization {FLUX_NAMESPACE}/{SYNC_NAME} in the repo is "
                                "replaced "
                                "by the drill's own root Kustomization for the same path")
+    components = [doc for doc in root_docs if _is_flux_component(doc)]
+    for doc in components:
+        meta = doc.get("metadata") or {}
+        target = {"kind": doc.get("kind"), "name": meta.get("name")}
+        body: dict[str, Any] = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"),
+                                "metadata": {"name": meta.get("name")}, "$patch": "delete"}
+        if meta.get("namespace"):
+            target["namespace"] = body["metadata"]["namespace"] = meta["namespace"]
+        patches.append({"patch": yaml.safe_dump(body), "target": target})
+    if components:
+        version = next((str((d.get("metadata") or {}).get("labels", {}).get(
+            "app.kubernetes.io/version")) for d in components
+            if (d.get("metadata") or {}).get("labels", {}).get("app.kubernetes.io/version")),
+            "unknown")
+        kinds = sorted({str(d.get("kind")) for d in components})
+        changes.append(f"the repo's Flux components (gotk-components.yaml: {len(components)} "
+                       f"objects of Flux {version}: {', '.join(kinds)}) are not applied; the "
+                       "drill installs the pinned Flux release itself, so the controllers "
+                       "under test are not replaced mid-drill")
     return patches, changes, replaced
+
+
+def _is_flux_component(doc: Mapping[str, Any]) -> bool:
+    """An object of `flux install`/`flux bootstrap`'s gotk-components.yaml (its labels)."""
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    return (labels.get("app.kubernetes.io/part-of") == "flux"
+            and labels.get("app.kubernetes.io/instance") == FLUX_NAMESPACE)
 
 
 def _refs(o: FluxObject) -> Iterator[tuple[str, str, str, bool, bool]]:

@@ -74,6 +74,8 @@ class Component:
     entrypoint: tuple[str, ...] = ()
     packages: tuple[str, ...] = ("libc6",)
     """Debian packages from the node rootfs (closure added): the Go builds link libc."""
+    user: str = ""
+    """The image's USER ("65534:65534" for the Flux controllers, which run as non-root)."""
 
     def dest(self) -> str:
         return self.path or f"usr/local/bin/{self.binary}"
@@ -232,6 +234,10 @@ def _component_root(rootfs: Path, comp: Component, binary: Path, work: Path) -> 
     if comp.packages:
         copy_packages(rootfs, package_closure(rootfs, comp.packages), root)
     write_files(root, BASE_FILES)
+    bundle = rootfs / "etc/ssl/certs/ca-certificates.crt"  # made by update-ca-certificates
+    if "ca-certificates" in comp.packages and bundle.exists():
+        (root / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(bundle, root / "etc/ssl/certs/ca-certificates.crt")
     dest = root / comp.dest()
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, dest)
@@ -246,22 +252,67 @@ def _component_root(rootfs: Path, comp: Component, binary: Path, work: Path) -> 
     return root
 
 
-def build_components(inputs: Inputs, rootfs: Path, out_dir: Path, work: Path) -> list[Path]:
-    """One docker-archive tarball per component under `out_dir`."""
-    archives = []
-    for comp in inputs.components:
-        binary = (rootfs / "bin/busybox" if comp.binary == "busybox"
-                  else inputs.binaries[comp.binary])
-        root = _component_root(rootfs, comp, binary, work)
-        dest = out_dir / f"{comp.binary}.tar"
+def write_component(comp: Component, binary: Path, rootfs: Path, dest: Path,
+                    work: Path) -> Path:
+    """One component as a docker-archive tarball at `dest`."""
+    root = _component_root(rootfs, comp, binary, work)
+    try:
         write_docker_archive(
             root, dest, tags=[comp.image], entrypoint=comp.entrypoint or None,
-            cmd=("sh",) if comp.binary == "busybox" else None,
+            cmd=("sh",) if comp.binary == "busybox" else None, user=comp.user,
             env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
             labels={"org.opencontainers.image.description": f"drdrill {comp.binary}"})
-        shutil.rmtree(root)
-        archives.append(dest)
-    return archives
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return dest
+
+
+def build_components(inputs: Inputs, rootfs: Path, out_dir: Path, work: Path) -> list[Path]:
+    """One docker-archive tarball per component under `out_dir`."""
+    return [write_component(comp, rootfs / "bin/busybox" if comp.binary == "busybox"
+                            else inputs.binaries[comp.binary], rootfs,
+                            out_dir / f"{comp.binary}.tar", work)
+            for comp in inputs.components]
+
+
+FLUX_IMAGE_REGISTRY = "ghcr.io/fluxcd"
+
+
+def flux_image(name: str, version: str, registry: str = FLUX_IMAGE_REGISTRY) -> str:
+    """The image of one Flux controller, tagged with its own pinned version."""
+    return f"{registry}/{name}:{version}"
+
+
+def flux_archives(config: Config, tools: Mapping[str, ResolvedTool], *,
+                  registry: str = FLUX_IMAGE_REGISTRY,
+                  progress: Progress | None = None) -> dict[str, tuple[str, Path]]:
+    """Images of the given Flux controllers made from their pinned binaries (non-root, libc and
+    CA certificates from the node rootfs); name -> (image, docker-archive tarball).
+
+    Cached under <cache>/images/flux/ by controller, version and binary hash."""
+    say: Progress = progress or (lambda line: log.info("%s", line))
+    images = config.cache_dir / "images"
+    out: dict[str, tuple[str, Path]] = {}
+    rootfs: Path | None = None
+    for name, tool in tools.items():
+        sha = (tool.sha256 or _sha256(tool.path))[:12]
+        image = flux_image(name, tool.version, registry)
+        key = digest({"image": image, "sha": sha, "recipe": RECIPE_VERSION,
+                      "rootfs": NODE_ROOTFS.key()})
+        dest = images / "flux" / f"{name}-{tool.version}-{key}.tar"
+        if not dest.exists():
+            with file_lock(images / "locks" / f"{dest.name}.lock"):
+                if not dest.exists():
+                    rootfs = rootfs or debootstrap_rootfs(NODE_ROOTFS, images,
+                                                          images / "logs" / "flux-images.log")
+                    comp = Component(image, name, packages=("libc6", "ca-certificates"),
+                                     entrypoint=(f"/usr/local/bin/{name}",),
+                                     user="65534:65534")
+                    with tempfile.TemporaryDirectory(prefix="flux-", dir=images) as tmp:
+                        write_component(comp, tool.path, rootfs, dest, Path(tmp))
+                    say(f"wrote image {image} ({dest.stat().st_size >> 20} MiB)")
+        out[name] = (image, dest)
+    return out
 
 
 def resolve_inputs(config: Config, log_path: Path, progress: Progress) -> Inputs:

@@ -240,7 +240,7 @@ def write_docker_archive(root: Path, dest: Path, *, tags: Sequence[str],
                          entrypoint: Sequence[str] | None = None,
                          cmd: Sequence[str] | None = None,
                          env: Mapping[str, str] | None = None,
-                         labels: Mapping[str, str] | None = None) -> None:
+                         labels: Mapping[str, str] | None = None, user: str = "") -> None:
     """Write a one-layer image of folder `root` as a `docker save`-format tarball at `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="layer-", dir=dest.parent) as tmp:
@@ -250,7 +250,7 @@ def write_docker_archive(root: Path, dest: Path, *, tags: Sequence[str],
             "architecture": "amd64", "os": "linux",
             "config": {"Env": [f"{k}={v}" for k, v in (env or {}).items()],
                        "Entrypoint": list(entrypoint) if entrypoint else None,
-                       "Cmd": list(cmd) if cmd else None,
+                       "Cmd": list(cmd) if cmd else None, "User": user,
                        "Labels": dict(labels or {})},
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
             "history": [{"created_by": "drdrill harness.images.rootfs"}],
