@@ -127,6 +127,7 @@ def node_files(components_: tuple[Component, ...]) -> dict[str, tuple[str, int]]
         "usr/local/bin/entrypoint": (nf.ENTRYPOINT, 0o755),
         "usr/local/bin/drdrill-preload": (nf.PRELOAD, 0o755),
         "usr/local/bin/drdrill-podnet": (nf.PODNET, 0o755),
+        "usr/local/bin/drdrill-kubelet-cgroups": (nf.KUBELET_CGROUPS, 0o755),
         "etc/systemd/system/kubelet.service": (nf.KUBELET_SERVICE, 0o644),
         "etc/systemd/system/kubelet.slice": (nf.KUBELET_SLICE, 0o644),
         "etc/systemd/system/drdrill-preload.service": (nf.PRELOAD_SERVICE, 0o644),

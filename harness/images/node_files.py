@@ -66,7 +66,10 @@ Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/boot
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
 EnvironmentFile=-/etc/default/kubelet
-ExecStartPre=/bin/sh -c 'if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then mkdir -p /sys/fs/cgroup/systemd/kubelet; fi'
+ExecStartPre=/usr/local/bin/drdrill-kubelet-cgroups
+# The component images must be in containerd before the static pods start.
+ExecStartPre=/bin/sh -c 'until [ -e /run/drdrill-preload.done ]; do sleep 0.5; done'
+TimeoutStartSec=600
 ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
 Restart=always
 StartLimitInterval=0
@@ -91,14 +94,35 @@ CPUAccounting=true
 
 KUBELET_DEFAULTS = "KUBELET_EXTRA_ARGS=--runtime-cgroups=/system.slice/containerd.service\n"
 
+KUBELET_CGROUPS = r"""#!/bin/sh
+# cgroup v1 only: kubelet's root (cgroupRoot /kubelet, kubelet.slice with the systemd driver)
+# must exist in every hierarchy, and systemd makes it only in those it manages (not cpuset,
+# nor a separately mounted cpuacct). A new cpuset cgroup starts empty: give it the parent's.
+[ -f /sys/fs/cgroup/cgroup.controllers ] && exit 0
+for dir in /sys/fs/cgroup/*; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    [ "$(basename "$dir")" = unified ] && continue
+    mkdir -p "$dir/kubelet.slice" "$dir/kubelet"
+    if [ -f "$dir/cpuset.cpus" ]; then
+        for sub in kubelet.slice kubelet; do
+            for f in cpuset.cpus cpuset.mems; do
+                [ -n "$(cat "$dir/$sub/$f")" ] || cat "$dir/$f" >"$dir/$sub/$f"
+            done
+        done
+    fi
+done
+"""
+
 PRELOAD_SERVICE = """[Unit]
 Description=Import the component images baked into this node into containerd
 After=containerd.service
-Requires=containerd.service
+Wants=containerd.service
 Before=kubelet.service
 
 [Service]
-Type=oneshot
+# Not oneshot: boot (multi-user.target, which kind waits for) must not wait for the imports;
+# kubelet waits for /run/drdrill-preload.done instead.
+Type=simple
 RemainAfterExit=yes
 ExecStart=/usr/local/bin/drdrill-preload
 
@@ -110,10 +134,15 @@ PRELOAD = r"""#!/bin/bash
 # Import /kind/images/*.tar (written by harness/images/kind_node.py) into containerd's k8s.io
 # namespace, where kubelet looks: kubeadm's control plane, pause, coredns, storage.
 set -euo pipefail
-for _ in $(seq 1 120); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
+# kind restarts containerd once to apply its config patches: retry an import it cut short.
 for tar in /kind/images/*.tar; do
-    ctr -n k8s.io images import "$tar" >/dev/null
+    for attempt in $(seq 1 60); do
+        ctr -n k8s.io images import "$tar" >/dev/null 2>&1 && break
+        [ "$attempt" -lt 60 ] || { echo "drdrill-preload: cannot import $tar" >&2; exit 1; }
+        sleep 1
+    done
 done
+touch /run/drdrill-preload.done
 echo "drdrill-preload: imported $(ls /kind/images/*.tar | wc -l) image archives"
 """
 
@@ -204,16 +233,29 @@ version = 2
 CRICTL_YAML = "runtime-endpoint: unix:///run/containerd/containerd.sock\n"
 
 CNI_MANIFEST = """# kind applies this file as the cluster's CNI. drdrill's pod network is a systemd unit on every
-# node (drdrill-podnet), so there is nothing to run in the cluster; this ConfigMap says so.
-apiVersion: v1
-kind: ConfigMap
+# node (drdrill-podnet), which reads the Node objects with the kubelet's credentials; the Node
+# authorizer lets a kubelet read only its own Node, so this grants the nodes list/watch.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
 metadata:
   name: drdrill-podnet
-  namespace: kube-system
-data:
-  README: >-
-    Pod network of drdrill's kind node image: each node bridges its pods on its Node
-    podCIDR and routes the other nodes' podCIDRs via their InternalIP (drdrill-podnet.service).
+rules:
+  - apiGroups: [""]
+    resources: [nodes]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: drdrill-podnet
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: drdrill-podnet
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: Group
+    name: system:nodes
 """
 
 STORAGE_MANIFEST = Template("""# local-path-provisioner (built from its Go module) and the default StorageClass "standard".

@@ -168,17 +168,43 @@ def copy_packages(rootfs: Path, names: Iterable[str], dest: Path) -> None:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if not dst.is_symlink() and not dst.exists():
                     dst.symlink_to(src.readlink())
+                resolved = src.resolve()
+                if resolved.is_dir() and resolved.is_relative_to(rootfs.resolve()):
+                    # merged /usr: /lib64 -> usr/lib64 must not dangle in `dest`
+                    (dest / resolved.relative_to(rootfs.resolve())).mkdir(parents=True,
+                                                                         exist_ok=True)
             elif src.is_dir():
                 dst.mkdir(parents=True, exist_ok=True)
             elif src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
+    _copy_alternatives(rootfs, dest)
+
+
+def _copy_alternatives(rootfs: Path, dest: Path) -> None:
+    """update-alternatives' links (not in any package's file list), e.g. /usr/sbin/iptables ->
+    /etc/alternatives/iptables -> /usr/sbin/iptables-nft, for the targets `dest` holds."""
     alternatives = rootfs / "etc/alternatives"
-    if alternatives.is_dir():  # update-alternatives' links, e.g. iptables -> xtables-nft-multi
-        (dest / "etc/alternatives").mkdir(parents=True, exist_ok=True)
-        for link in alternatives.iterdir():
-            if link.is_symlink() and not (dest / "etc/alternatives" / link.name).is_symlink():
-                (dest / "etc/alternatives" / link.name).symlink_to(link.readlink())
+    if not alternatives.is_dir():
+        return
+    for folder in ("usr/sbin", "usr/bin"):
+        src_dir = rootfs / folder
+        if not src_dir.is_dir():
+            continue
+        for link in src_dir.iterdir():
+            if not link.is_symlink():
+                continue
+            target = str(link.readlink())
+            if not target.startswith("/etc/alternatives/"):
+                continue
+            alt = alternatives / Path(target).name
+            if not alt.is_symlink() or not (dest / str(alt.readlink()).lstrip("/")).exists():
+                continue
+            for path, to in ((dest / "etc/alternatives" / alt.name, alt.readlink()),
+                             (dest / folder / link.name, Path(target))):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.is_symlink() and not path.exists():
+                    path.symlink_to(to)
 
 
 # --- images ----------------------------------------------------------------------------------
