@@ -370,7 +370,19 @@ def ensure_node_image(config: Config, *, progress: Progress | None = None,
             shutil.rmtree(work, ignore_errors=True)
         took = time.monotonic() - started
         say(f"built kind node image {tag} in {took:.0f}s")
+        _remove_stale(tag)
         return BuiltImage(tag, took, log_path)
+
+
+def _remove_stale(current: str) -> None:
+    """Older drdrill node images (other input hashes) go: only the current one is cached.
+    An image a cluster still uses stays (docker refuses), which is what we want."""
+    listing = subprocess.run(["docker", "image", "ls", IMAGE_REPO, "--format",
+                              "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True,
+                             check=False).stdout.split()
+    for tag in listing:
+        if tag != current:
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
 
 
 def _assemble(node: Path, inputs: Inputs) -> None:

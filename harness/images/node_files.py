@@ -43,6 +43,22 @@ sysctl_ns net.ipv4.conf.all.route_localnet 1
 sysctl_ns net.bridge.bridge-nf-call-iptables 1
 sysctl_ns net.bridge.bridge-nf-call-ip6tables 1
 
+# Docker's embedded DNS (127.0.0.11) answers on this node's loopback only, so a pod that uses
+# the node's resolv.conf (coredns) would query itself. Offer it on the node's own address too
+# (DNAT in this node's namespace) and name that address in resolv.conf.
+if grep -q '^nameserver 127.0.0.11' /etc/resolv.conf; then
+    node_ip=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)
+    if [[ -n $node_ip ]]; then
+        iptables-save -t nat \
+            | sed -e "s/-d 127.0.0.11/-d $node_ip/g" \
+                  -e "s/^-A OUTPUT \(.*\) -j DOCKER_OUTPUT$/&\n-A PREROUTING \1 -j DOCKER_OUTPUT/" \
+                  -e "s/--to-source :53/--to-source $node_ip:53/g" \
+            | iptables-restore
+        resolv=$(sed "s/127.0.0.11/$node_ip/" /etc/resolv.conf)
+        printf '%s\n' "$resolv" >/etc/resolv.conf  # bind-mounted by Docker: rewrite in place
+    fi
+fi
+
 # A fresh machine id per node (kubelet reports it; systemd would otherwise share the image's).
 : >/etc/machine-id
 

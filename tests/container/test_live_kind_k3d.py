@@ -109,8 +109,7 @@ def _kind_rounds(data: dict[str, object], nodes: int) -> list[dict[str, object]]
     """Both rounds' provider descriptions; each names every node Ready."""
     settings = data["settings"]
     assert isinstance(settings, dict)
-    rounds = settings["provider_rounds"]
-    assert len(rounds) == 2
+    rounds = [settings["provider_rounds"][f"round{r}"] for r in (1, 2)]
     for rnd in rounds:
         assert rnd["kind_version"] == "v0.33.0"
         assert rnd["node_image"].startswith("drdrill/kind-node:v1.35.4-")
