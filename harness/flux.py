@@ -12,7 +12,7 @@ from typing import Any
 from harness.errors import ProviderError
 from harness.kube import apply_all, ensure_namespace, load_yaml_docs, wait_crds_established
 from harness.providers import ClusterProvider, SupportsFluxInstall, SupportsHostProcesses
-from harness.tools import FLUX_TOOLS, HELM_TOOLS, ResolvedTool
+from harness.tools import FLUX_TOOLS, HELM_TOOLS, WATCHER_TOOLS, ResolvedTool
 from harness.waits import http_ok, poll_until
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,10 @@ def controller_flags(name: str, settings: FluxSettings, *,
     for an in-cluster pod (`host=None`: the stock ports, storage in the pod, leader election)."""
     flags = ["--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json",
              f"--enable-leader-election={'false' if host else 'true'}"]
-    if name == "source-controller":
+    if name in ("source-controller", "source-watcher"):  # both serve artifacts
         if host is None:
             flags += ["--storage-path=/data",
-                      "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE)"
-                      ".svc.cluster.local."]
+                      f"--storage-adv-addr={name}.$(RUNTIME_NAMESPACE).svc.cluster.local."]
         else:
             flags += [f"--storage-path={host.storage_path}",
                       f"--storage-addr=127.0.0.1:{host.storage_port}",
@@ -122,12 +121,14 @@ class FluxRuntime:
             "RUNTIME_NAMESPACE": FLUX_NAMESPACE,
             "TMPDIR": str(flux_dir / "tmp"),
         }
-        controllers = [c for c in (*FLUX_TOOLS, *HELM_TOOLS) if c in self.tools]
+        controllers = [c for c in (*FLUX_TOOLS, *HELM_TOOLS, *WATCHER_TOOLS) if c in self.tools]
         started: list[tuple[str, list[str], int]] = []
         for name in controllers:
+            storage_dir = flux_dir / ("watcher" if name == "source-watcher" else "artifacts")
+            storage_dir.mkdir(parents=True, exist_ok=True)
             storage, metrics, health = host.ports(3)
             args = controller_flags(name, self.settings, host=HostAddrs(
-                storage_path=flux_dir / "artifacts", storage_port=storage,
+                storage_path=storage_dir, storage_port=storage,
                 metrics_port=metrics, health_port=health))
             started.append((name, args, health))
         for name, args, _ in started:
@@ -140,7 +141,8 @@ class FluxRuntime:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS)
+            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS,
+                                                               *WATCHER_TOOLS)
                             if n in self.tools},
             "flags": self.controller_flags,
             "requeue_dependency": self.settings.requeue_dependency,
