@@ -20,7 +20,7 @@ _WHERE = {
     "HarnessError": "harness.errors",
     "ProviderContext": "harness.providers",
     "SCENARIOS": "harness.runner",
-    "analyze": "harness.repo",
+    "analyze": "harness.gitops.model",
     "ensure_tools": "harness.tools",
     "run_drill": "harness.runner",
     "write_all": "harness.report.writers",

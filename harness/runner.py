@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.config import Config
-from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
+from harness.converge import Converger, ConvergeResult, watched_kinds
 from harness.core.interrupts import Interrupts
 from harness.core.recorder import Drill, describe_error, outcome_of
 from harness.core.resources import Resource, Resources, Teardown
@@ -32,13 +32,18 @@ from harness.diagnostics import collect_diagnostics
 from harness.errors import (
     ConfigError,
     DisasterIncomplete,
+    RepoError,
     ReportError,
     RolloutFailed,
     RTOExceeded,
     TeardownIncomplete,
+    ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gc import write_kept, write_owner
+from harness.gitops.bootstrap import cluster_candidates
+from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
+from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.procs import RUN_ID_ENV, drill_processes
@@ -49,14 +54,6 @@ from harness.providers import (
     get_provider,
     leftovers,
 )
-from harness.repo import (
-    RepoModel,
-    SuppliedInputs,
-    analyze,
-    check_inputs,
-    cluster_candidates,
-    load_inputs,
-)
 from harness.report.model import DrillReport, ObjectRecord, Verdict
 from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
@@ -64,6 +61,7 @@ from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
     HELM_TOOLS,
+    WATCHER_TOOLS,
     ResolvedTool,
     ensure_tools,
     flux_crds,
@@ -237,21 +235,37 @@ class RunState:
 # -- phase actions ----------------------------------------------------------------------------
 
 def preflight(s: RunState, rnd: int) -> None:
+    # The repo first, with nothing built but kustomize: a typo fails before a cold build.
+    s.tools = ensure_tools(s.opts.config, ("kustomize",), progress=s.progress)
+    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
+    cluster = s.opts.cluster or default_cluster(s.rev.path)
+    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    s.model.raise_for_problems(unsupported=True)
+    for line in s.model.local_changes:
+        log.info("local run: %s", line)
+    s.supplied = load_inputs(s.opts.inputs)
+    check_inputs(s.model, s.supplied, s.opts.inputs)
     factory = get_provider(s.opts.provider)
     wanted = getattr(factory, "required_tools", None)
     provider_tools = wanted({"nodes": s.opts.nodes, **s.opts.provider_options}) \
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
-    needed = (*provider_tools, "kustomize")  # kustomize renders the repo in preflight
-    s.tools = ensure_tools(s.opts.config, needed, progress=s.progress)
+    extra: tuple[str, ...] = ()
+    if FLUX_TOOLS[0] in provider_tools:
+        # Host-process Flux: helm-controller and source-watcher only for repos that need them.
+        extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
+                 *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+    if WATCHER_TOOLS[0] in extra:
+        try:
+            s.tools.update(ensure_tools(s.opts.config, WATCHER_TOOLS, progress=s.progress))
+        except ToolError as exc:
+            gens = [o.ref for o in s.model.objects if o.kind == "ArtifactGenerator"]
+            raise RepoError(
+                f"{', '.join(gens)} needs source-watcher {exc.version or ''}, which cannot be "
+                f"resolved here: {exc.message.splitlines()[0]}", obj=gens[0],
+                fix=exc.fix or "supply source-watcher with --tools-dir") from exc
+        extra = tuple(t for t in extra if t not in WATCHER_TOOLS)
+    s.tools.update(ensure_tools(s.opts.config, (*provider_tools, *extra), progress=s.progress))
     s.crds = flux_crds(s.opts.config, progress=s.progress)
-    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
-    cluster = s.opts.cluster or default_cluster(s.rev.path)
-    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
-    if s.model.uses_helm and FLUX_TOOLS[0] in provider_tools:
-        # Host-process Flux: helm-controller too, built only for repos that need it.
-        s.tools.update(ensure_tools(s.opts.config, HELM_TOOLS, progress=s.progress))
-    s.supplied = load_inputs(s.opts.inputs)
-    check_inputs(s.model, s.supplied, s.opts.inputs)
     s.git = s.resources.enter("git server", GitServer(s.rev, s.workdir / "git"))
     s.progress(f"preflight: {s.rev.path} at {s.rev.sha[:12]}, {len(s.model.kustomizations)} "
                f"Kustomizations, {len(s.model.manual_inputs)} manual inputs; serving {s.git.url}")
@@ -279,8 +293,11 @@ def bootstrap(s: RunState, rnd: int) -> None:
     assert s.provider is not None and s.model is not None and s.git is not None
     assert s.supplied is not None and s.rev is not None
     ensure_namespace(s.api, "flux-system")
+    supplied = s.supplied.keys()
     for item in s.model.manual_inputs:
         needed = ", ".join(item.needed_by)
+        if item.status != "missing" and (item.kind, item.namespace, item.name) not in supplied:
+            continue  # optional, or produced at run time by another controller
         if item.replaced_in_drill:
             s.drill.record_manual_step(
                 item.id, f"Provide {item.kind} {item.namespace}/{item.name} ({item.field} of "
@@ -311,19 +328,29 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 def converge(s: RunState, rnd: int) -> None:
     assert s.model is not None
-    kinds = (*DEFAULT_KINDS, HELM_RELEASES) if s.model.uses_helm else DEFAULT_KINDS
+    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher)
     watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
         o.ref for o in s.model.objects if o.kind == "Kustomization" and o.path is None
         and o.source_file != "(drdrill bootstrap)")
+    tty = bool(getattr(s.progress, "tty", False))
+    shown: list[tuple[str, float]] = [("", 0.0)]
 
-    def on_change(done: int, total: int, obj: Any) -> None:
-        s.progress(f"converge: {done}/{total} ready ({obj.ref} after {obj.ready_after_s:.1f}s)")
+    def on_progress(line: str) -> None:
+        # On change in CI logs; on a terminal also every few seconds (elapsed time moves).
+        now = time.monotonic()
+        if line != shown[0][0] or (tty and now - shown[0][1] >= 3.0):
+            shown[0] = (line, now)
+            s.progress(line)
 
     converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
-                          start=s.drill.phase_starts[("provision", rnd)], on_change=on_change,
-                          revision_free=revision_free)
+                          start=s.drill.phase_starts[("provision", rnd)],
+                          revision_free=revision_free, on_progress=on_progress,
+                          sync_sources=frozenset(s.model.sync_sources),
+                          webhooks=dict(s.model.webhooks))
+    # Registered before the run: a failed or interrupted converge still reports every object.
+    s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
 
 
@@ -466,7 +493,18 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                 ready_after_s=None if t.ready_after_s is None else round(t.ready_after_s, 3),
                 revision=t.revision, depends_on=t.depends_on, round=rnd,
                 first_seen_s=round(t.first_seen_s, 3), ready=t.ready_after_s is not None,
-                message=t.last.message if t.last else None))
+                message=t.last.message if t.last else None,
+                reason=t.last.reason if t.last else None, conditions=t.conditions,
+                waiting_on=t.waiting_on or None, url=t.url))
+        if s.model is not None and rnd == rounds[-1] and s.converged[rnd].converged_after_s \
+                is None:
+            seen = set(s.converged[rnd].objects)
+            for ref in sorted(s.model.expected() - seen):
+                kind, ns, name = ref.split("/", 2)
+                objects.append(ObjectRecord(kind=kind, namespace=ns, name=name,
+                                            ready_after_s=None, revision=None, round=rnd,
+                                            message="never appeared in the cluster",
+                                            waiting_on="its parent to apply it"))
     last = max(p.round for p in SCENARIOS.get(s.opts.scenario, SCENARIOS["full-rebuild"]).phases)
     critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
     settings: dict[str, Any] = {
@@ -494,6 +532,9 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                                                                                or ""),
         manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
         notes=notes,
+        external_dependencies=tuple(d.to_dict() for d in s.model.external_dependencies)
+        if s.model else (),
+        embedded_limits=tuple(x.to_dict() for x in s.model.limits) if s.model else (),
         recovery_round=last,
         leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
     )

@@ -43,6 +43,16 @@ TOOL_NAMES: tuple[str, ...] = (
     "source-controller", "kustomize-controller", "helm-controller", "source-watcher",
     "kustomize", "kubectl",
 )
+"""What `drdrill tools ensure` resolves by default (the embedded provider and Flux)."""
+KIND_TOOLS: tuple[str, ...] = (
+    "kind", "kubelet", "kubeadm", "kube-proxy", "kubectl", "crictl", "coredns",
+    "local-path-provisioner", "etcd", "kube-apiserver", "kube-controller-manager",
+    "kube-scheduler",
+)
+"""The kind CLI and what its node image is made of; only the kind provider resolves these."""
+BENCH_TOOLS: tuple[str, ...] = ("flux",)
+"""Only the benchmark's peers need these; `tools ensure` builds them only when named."""
+ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS + BENCH_TOOLS))
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )
@@ -51,8 +61,6 @@ HELM_TOOLS: tuple[str, ...] = ("helm-controller",)
 """Resolved only for repos that define HelmReleases."""
 WATCHER_TOOLS: tuple[str, ...] = ("source-watcher",)
 """Resolved only for repos that define ArtifactGenerators."""
-BENCH_TOOLS: tuple[str, ...] = ("flux",)
-"""Only the benchmark's peers need these; `tools ensure` builds them only when named."""
 
 VERSION_CHECK_TIMEOUT_S = 20.0
 FLUX_CRDS_DIR = "flux-crds"

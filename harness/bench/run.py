@@ -145,7 +145,7 @@ def _uses_helm(repo: Path) -> bool:
     """Does the drill of `repo` (its only cluster) meet HelmReleases? As preflight finds out."""
     from harness.config import Config
     from harness.gitserver import resolve_revision
-    from harness.repo import analyze
+    from harness.gitops.model import analyze
     from harness.runner import default_cluster
     from harness.tools import ensure_tools
 

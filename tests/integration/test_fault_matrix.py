@@ -106,8 +106,8 @@ MATRIX |= {
                                              delay_s=1.0),
     "embedded-SIGTERM-1s-into-disaster": _sig(("disaster", 1), "SIGTERM", provider="embedded",
                                               delay_s=1.0),
-    "embedded-SIGHUP-provision-r2": _sig(("provision", 2), "SIGHUP", provider="embedded",
-                                         delay_s=1.0),
+    "embedded-SIGHUP-bootstrap": _sig(("bootstrap", 1), "SIGHUP", provider="embedded",
+                                      delay_s=1.0),
     "embedded-SIGKILL-bootstrap-then-gc": Row(provider="embedded", at=("bootstrap", 1),
                                               act="SIGKILL", verdict=None, delay_s=0.5),
     "embedded-delete-fails": Row(provider="embedded", faults="delete-fails", hit="disaster",
@@ -276,6 +276,7 @@ def test_fault(case: str, chain3: Path, tmp_path: Path) -> None:
                    for item in report["leftovers"]), report["leftovers"]
         for word in row.left_words:
             assert any(word in item for item in report["leftovers"]), report["leftovers"]
+        assert "Left behind" in (report_dir / "report.md").read_text()
         assert _left(run_id, state, ports), "the report names leftovers that exist"
         res = _drdrill(env, "gc", "--run-id", run_id)
         assert f"removed run {run_id}" in res.stdout, res.stdout + res.stderr

@@ -9,14 +9,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
-from harness.flux import FluxSettings
-from harness.report.model import DrillReport
 from harness.report.redact import redact
+
+if TYPE_CHECKING:
+    from harness.report.model import DrillReport
 
 
 class Progress:
@@ -53,6 +54,7 @@ class Progress:
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.flux import FluxSettings
     from harness.runner import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
@@ -84,6 +86,7 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.flux import FluxSettings
     from harness.providers.lab import provider_options_from_args
     from harness.runner import DrillOptions, run_drill
 
@@ -168,14 +171,24 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
+    """All subcommands; with `light`, only the offline ones, so that `drdrill preflight` loads
+    no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    from harness.cli.preflight import add_preflight_commands
+
+    add_preflight_commands(sub)
+    if light:
+        return parser
     _add_drill(sub)
     from harness.tools_cli import add_tools_commands
 
     add_tools_commands(sub)
+    from harness.images.cli import add_kind_image_commands
+
+    add_kind_image_commands(sub)
     from harness.report.cli import add_report_commands
 
     add_report_commands(sub)
@@ -196,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from harness.cli.preflight import LIGHT_COMMANDS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(light=command in LIGHT_COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
