@@ -105,6 +105,10 @@ def readiness(obj: Mapping[str, Any], kind: str, *, revision: str,
     rule = _rule(kind)
     if rule == "artifact":
         got = (status.get("artifact") or {}).get("revision")
+    elif kind == "Kustomization":
+        # DESIGN: the *applied* revision; Ready flips ~0.1 s before lastAppliedRevision is set,
+        # and lastAttemptedRevision names a commit that may not have been applied at all.
+        got = status.get("lastAppliedRevision")
     else:
         got = status.get("lastAppliedRevision") or status.get("lastAttemptedRevision")
     if rule == "static" or (kind == "HelmRepository" and spec.get("type") == "oci"):

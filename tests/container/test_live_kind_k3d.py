@@ -101,7 +101,7 @@ def _drill(provider: str, repo: Path, cluster: str, tmp_path: Path,
     data = json.loads((out / "report.json").read_text())
     assert report.verdict == "passed", data.get("error")
     assert data["time_to_ready_s"] > 0
-    assert run_id not in docker_leftovers()[0], "containers/networks left behind"
+    assert run_id not in docker_leftovers(), "containers/networks left behind"
     return data
 
 
