@@ -374,7 +374,7 @@ class Converger:
         if hook:
             name = hook.group(1)
             who = self.webhooks.get(name) or next(
-                (v for k, v in self.webhooks.items() if name.endswith(k) or k.endswith(name)),
+                (v for k, v in self.webhooks.items() if k in name or name.endswith(k)),
                 None)
             parts.append(f"admission webhook {name}" + (f" (installed by {who})" if who else "")
                          + " has no running pod behind it: the embedded cluster (kwok) runs no "

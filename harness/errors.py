@@ -17,6 +17,7 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   ├── ToolNotFoundError            a pinned binary is nowhere and cannot be built
     │   ├── ToolVersionError             a binary answered with another version than pinned
     │   └── ToolBuildError               building a binary from the Go module proxy failed
+    ├── ImageBuildError                  building an image offline failed (debootstrap, import)
     ├── RepoError                        the repo under test is unusable (file + object named)
     │   ├── NotAGitRepoError
     │   ├── ManifestError                invalid YAML, or kustomize cannot render a path
@@ -105,6 +106,15 @@ class ToolVersionError(ToolError):
 
 class ToolBuildError(ToolError):
     """`go build` of a pinned tool failed."""
+
+
+class ImageBuildError(HarnessError):
+    """An image built here (Debian rootfs, component or kind node image) could not be made."""
+
+    def __init__(self, message: str, *, log: Path | None = None, fix: str | None = None) -> None:
+        self.log = log
+        super().__init__(f"{message}; full log: {log}" if log else message,
+                         fix=fix or (f"read {log}" if log else None))
 
 
 class RepoError(HarnessError):

@@ -41,6 +41,39 @@ class FluxSettings:
         return common + list(self.extra_flags.get(controller, ()))
 
 
+@dataclass(frozen=True)
+class HostAddrs:
+    """Where a controller run as a host process listens (loopback ports the provider gave)."""
+
+    storage_path: Path
+    storage_port: int
+    metrics_port: int
+    health_port: int
+
+
+def controller_flags(name: str, settings: FluxSettings, *,
+                     host: HostAddrs | None = None) -> list[str]:
+    """The ONE builder of a Flux controller's flags, as `flux install` sets them plus the
+    drill's settings: for a host process (`host`: loopback addresses, no leader election) or
+    for an in-cluster pod (`host=None`: the stock ports, storage in the pod, leader election)."""
+    flags = ["--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json",
+             f"--enable-leader-election={'false' if host else 'true'}"]
+    if name in ("source-controller", "source-watcher"):  # both serve artifacts
+        if host is None:
+            flags += ["--storage-path=/data",
+                      f"--storage-adv-addr={name}.$(RUNTIME_NAMESPACE).svc.cluster.local."]
+        else:
+            flags += [f"--storage-path={host.storage_path}",
+                      f"--storage-addr=127.0.0.1:{host.storage_port}",
+                      f"--storage-adv-addr=127.0.0.1:{host.storage_port}"]
+    if name == "kustomize-controller":
+        flags.append("--no-remote-bases=true")  # a drill renders from the commit under test only
+    if host is not None:
+        flags += [f"--metrics-addr=127.0.0.1:{host.metrics_port}",
+                  f"--health-addr=127.0.0.1:{host.health_port}"]
+    return flags + settings.flags(name)
+
+
 @dataclass
 class FluxRuntime:
     """Installs Flux into `provider`'s cluster and runs its controllers next to it."""
@@ -88,57 +121,20 @@ class FluxRuntime:
             "RUNTIME_NAMESPACE": FLUX_NAMESPACE,
             "TMPDIR": str(flux_dir / "tmp"),
         }
-        storage, s_metrics, s_health, k_metrics, k_health = host.ports(5)
-        source_args = [
-            "--watch-all-namespaces=true",
-            f"--storage-path={flux_dir / 'artifacts'}",
-            f"--storage-addr=127.0.0.1:{storage}",
-            f"--storage-adv-addr=127.0.0.1:{storage}",
-            f"--metrics-addr=127.0.0.1:{s_metrics}",
-            f"--health-addr=127.0.0.1:{s_health}",
-            "--enable-leader-election=false",
-            "--log-encoding=json",
-            *self.settings.flags("source-controller"),
-        ]
-        kustomize_args = [
-            "--watch-all-namespaces=true",
-            f"--metrics-addr=127.0.0.1:{k_metrics}",
-            f"--health-addr=127.0.0.1:{k_health}",
-            "--enable-leader-election=false",
-            "--log-encoding=json",
-            "--no-remote-bases=true",
-            *self.settings.flags("kustomize-controller"),
-        ]
-        controllers = [("source-controller", source_args, s_health),
-                       ("kustomize-controller", kustomize_args, k_health)]
-        if HELM_TOOLS[0] in self.tools:  # only resolved for repos with HelmReleases
-            h_metrics, h_health = host.ports(2)
-            controllers.append(("helm-controller", [
-                "--watch-all-namespaces=true",
-                f"--metrics-addr=127.0.0.1:{h_metrics}",
-                f"--health-addr=127.0.0.1:{h_health}",
-                "--enable-leader-election=false",
-                "--log-encoding=json",
-                *self.settings.flags("helm-controller"),
-            ], h_health))
-        if WATCHER_TOOLS[0] in self.tools:  # only resolved for repos with ArtifactGenerators
-            (flux_dir / "watcher").mkdir(parents=True, exist_ok=True)
-            w_storage, w_metrics, w_health = host.ports(3)
-            controllers.append(("source-watcher", [
-                "--watch-all-namespaces=true",
-                f"--storage-path={flux_dir / 'watcher'}",
-                f"--storage-addr=127.0.0.1:{w_storage}",
-                f"--storage-adv-addr=127.0.0.1:{w_storage}",
-                f"--metrics-addr=127.0.0.1:{w_metrics}",
-                f"--health-addr=127.0.0.1:{w_health}",
-                "--enable-leader-election=false",
-                "--log-encoding=json",
-                *self.settings.flags("source-watcher"),
-            ], w_health))
-        for name, args, _ in controllers:
+        controllers = [c for c in (*FLUX_TOOLS, *HELM_TOOLS, *WATCHER_TOOLS) if c in self.tools]
+        started: list[tuple[str, list[str], int]] = []
+        for name in controllers:
+            storage_dir = flux_dir / ("watcher" if name == "source-watcher" else "artifacts")
+            storage_dir.mkdir(parents=True, exist_ok=True)
+            storage, metrics, health = host.ports(3)
+            args = controller_flags(name, self.settings, host=HostAddrs(
+                storage_path=storage_dir, storage_port=storage,
+                metrics_port=metrics, health_port=health))
+            started.append((name, args, health))
+        for name, args, _ in started:
             self.controller_flags[name] = args
             host.supervisor.start(name, [str(self.tools[name].path), *args], env=env)
-        for name, _, port in controllers:
+        for name, _, port in started:
             poll_until(functools.partial(http_ok, f"http://127.0.0.1:{port}/readyz"),
                        timeout_s=self.startup_timeout_s, what=f"{name} /readyz",
                        abort=host.supervisor.check, interval_s=0.05)

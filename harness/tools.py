@@ -43,6 +43,14 @@ TOOL_NAMES: tuple[str, ...] = (
     "source-controller", "kustomize-controller", "helm-controller", "source-watcher",
     "kustomize", "kubectl",
 )
+"""What `drdrill tools ensure` resolves by default (the embedded provider and Flux)."""
+KIND_TOOLS: tuple[str, ...] = (
+    "kind", "kubelet", "kubeadm", "kube-proxy", "kubectl", "crictl", "coredns",
+    "local-path-provisioner", "etcd", "kube-apiserver", "kube-controller-manager",
+    "kube-scheduler",
+)
+"""The kind CLI and what its node image is made of; only the kind provider resolves these."""
+ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS))
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )

@@ -186,6 +186,9 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     from harness.tools_cli import add_tools_commands
 
     add_tools_commands(sub)
+    from harness.images.cli import add_kind_image_commands
+
+    add_kind_image_commands(sub)
     from harness.report.cli import add_report_commands
 
     add_report_commands(sub)

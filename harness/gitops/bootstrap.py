@@ -91,6 +91,7 @@ def local_run(root_docs: Iterable[Mapping[str, Any]], instances: Iterable[Mappin
         else:
             info.changes.append(f"Kustomization {ns}/{name} in the repo is "
                                 "replaced by the drill's own root Kustomization for the same path")
+    _patch_out_components(root_docs, info)
     for inst in instances:
         sync = (inst.get("spec") or {}).get("sync") or {}
         if not sync:
@@ -105,6 +106,36 @@ def local_run(root_docs: Iterable[Mapping[str, Any]], instances: Iterable[Mappin
     if not info.via:
         info.via = "not in the repository (flux bootstrap or a FluxInstance creates it)"
     return info
+
+
+def is_flux_component(doc: Mapping[str, Any]) -> bool:
+    """An object of `flux install`/`flux bootstrap`'s gotk-components.yaml (by its labels)."""
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    return (labels.get("app.kubernetes.io/part-of") == "flux"
+            and labels.get("app.kubernetes.io/instance") == FLUX_NAMESPACE)
+
+
+def _patch_out_components(root_docs: Iterable[Mapping[str, Any]], info: SyncInfo) -> None:
+    """The repo's gotk-components.yaml would replace the pinned controllers under test (and
+    their CRDs) mid-drill: a delete patch per object, and one line saying so."""
+    components = [doc for doc in root_docs if is_flux_component(doc)]
+    for doc in components:
+        meta = doc.get("metadata") or {}
+        target: dict[str, Any] = {"kind": doc.get("kind"), "name": meta.get("name")}
+        body: dict[str, Any] = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"),
+                                "metadata": {"name": meta.get("name")}, "$patch": "delete"}
+        if meta.get("namespace"):
+            target["namespace"] = body["metadata"]["namespace"] = meta["namespace"]
+        info.patches.append({"patch": yaml.safe_dump(body), "target": target})
+    if components:
+        versions = {str(((d.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/version", "")) for d in components} - {""}
+        kinds = sorted({str(d.get("kind")) for d in components})
+        info.changes.append(
+            f"the repo's Flux components (gotk-components.yaml: {len(components)} objects of "
+            f"Flux {', '.join(sorted(versions)) or 'unknown'}: {', '.join(kinds)}) are not "
+            "applied; the drill installs the pinned Flux release itself, so the controllers "
+            "under test are not replaced mid-drill")
 
 
 def _docs(p: Path) -> list[dict[str, Any]]:
@@ -137,6 +168,34 @@ def flux_instances(top: Path, files: Iterable[str]) -> list[tuple[str, dict[str,
                     out.append((rel, {"kind": "FluxInstance", "metadata": {
                         "name": (d.get("metadata") or {}).get("name")}, "spec": instance}))
     return out
+
+
+def own_files(top: Path, files: Iterable[str]) -> list[str]:
+    """`files` less those of repositories nested in this one (a folder below the top with its
+    own `clusters/` or `.git`, e.g. test fixtures): their bootstrap material is not ours."""
+    nested: dict[str, bool] = {}
+
+    def foreign(rel: str) -> bool:
+        parts = Path(rel).parts[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/".join(parts[:i])
+            if folder not in nested:
+                d = top / folder
+                nested[folder] = (d / "clusters").is_dir() or (d / ".git").exists()
+            if nested[folder]:
+                return True
+        return False
+
+    return [rel for rel in files if not foreign(rel)]
+
+
+def syncs_path(instance: Mapping[str, Any], cluster_path: str) -> bool:
+    """Whether a FluxInstance syncs the cluster path under test (or names no path at all)."""
+    path = ((instance.get("spec") or {}).get("sync") or {}).get("path")
+    if not path:
+        return True
+    return os.path.normpath(str(path).strip("/").removeprefix("./") or ".") == \
+        os.path.normpath(cluster_path)
 
 
 def cluster_candidates(top: Path) -> list[str]:

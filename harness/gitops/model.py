@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from harness.gitops import bootstrap, inputs, yamlgo
 from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
 from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
-from harness.gitops.render import Artifact, Build, Substitution, substitute
+from harness.gitops.render import Artifact, Build, Substitution, copy_into, substitute
 from harness.gitops.sourceignore import source_files
 
 Severity = Literal["invalid", "unsupported"]
@@ -179,9 +181,50 @@ class _Walk:
         self.remote_bases: dict[str, list[str]] = {}
         self.root_docs: list[dict[str, Any]] = []
         self.texts: dict[str, str] = {}
+        self.derived: dict[str, Artifact] = {}
+        """ExternalArtifacts made from the repo under test (ns/name -> its files)."""
+        self.artifact_of: dict[str, str] = {}
+        """Kustomization ref -> the derived artifact it builds from."""
+        self.cleanup: list[Path] = []
         self.parsed: dict[str, list[dict[str, Any]]] = {}
         self.aliases: set[tuple[str, str]] = set()
         """Other names of the repo under test (see bootstrap.self_sync)."""
+
+    def artifact_for(self, ks: FluxObject) -> Artifact:
+        return self.derived.get(self.artifact_of.get(ks.ref, ""), self.artifact)
+
+    def external_artifact(self, ns: str, name: str) -> str | None:
+        """Key of the artifact an ArtifactGenerator makes from the repo under test (copy
+        rules applied, as source-watcher does), or None if it copies from other sources."""
+        key = f"{ns}/{name}"
+        if key in self.derived:
+            return key
+        for gen in self.objects.values():
+            if gen.kind != "ArtifactGenerator" or gen.namespace != ns:
+                continue
+            spec = gen.spec
+            aliases = {str(x.get("alias")): x for x in spec.get("sources") or []
+                       if isinstance(x, Mapping)}
+            for art in spec.get("artifacts") or []:
+                if not isinstance(art, Mapping) or art.get("name") != name:
+                    continue
+                mine = {a for a, x in aliases.items()
+                        if x.get("kind", "GitRepository") == "GitRepository" and
+                        (x.get("namespace") or ns, x.get("name")) in
+                        {(FLUX_NAMESPACE, SYNC_NAME), *self.aliases}}
+                tmp = Path(tempfile.mkdtemp(prefix="drdrill-external-"))
+                self.cleanup.append(tmp)
+                for op in art.get("copy") or []:
+                    src, dst = str(op.get("from", "")), str(op.get("to", ""))
+                    alias, _, pattern = src.removeprefix("@").partition("/")
+                    if alias not in mine:
+                        return None
+                    copy_into(self.artifact.dir, pattern, tmp, dst.removeprefix("@artifact/"))
+                self.derived[key] = Artifact(tmp, self.artifact.kustomize)
+                self.notes.append(f"ExternalArtifact {key} rendered from ArtifactGenerator "
+                                  f"{gen.ref}'s copy rules over the repo under test")
+                return key
+        return None
 
     def origin(self, path: str, kind: str, name: str) -> str:
         """The repo file below `path` that defines kind/name (kustomize output forgets it)."""
@@ -229,12 +272,20 @@ class _Walk:
         return Substitution(variables, complete)
 
     def level(self, items: list[tuple[FluxObject, Build]]) -> list[tuple[FluxObject, Build]]:
-        results = self.artifact.render_all([b for _, b in items])
+        by_art: dict[int, list[int]] = {}
+        for i, (ks, _) in enumerate(items):
+            by_art.setdefault(id(self.artifact_for(ks)), []).append(i)
+        results: list[Any] = [None] * len(items)
+        for idxs in by_art.values():
+            art = self.artifact_for(items[idxs[0]][0])
+            for i, r in zip(idxs, art.render_all([items[i][1] for i in idxs]), strict=True):
+                results[i] = r
         queue: list[tuple[FluxObject, Build]] = []
         for (ks, build), res in zip(items, results, strict=True):
+            art = self.artifact_for(ks)
             if res.error is not None:
                 if res.remote:
-                    bases = self.artifact.remote_bases(build.path)
+                    bases = art.remote_bases(build.path)
                     self.remote_bases[ks.ref] = bases
                     self.notes.append(f"{ks.ref} builds remote bases ({', '.join(bases)}); "
                                       "preflight does not fetch them, so its objects are not "
@@ -242,7 +293,7 @@ class _Walk:
                 else:
                     self.problem(res.error)
                 continue
-            bases = self.artifact.remote_bases(build.path)
+            bases = art.remote_bases(build.path)
             if bases:
                 self.remote_bases[ks.ref] = bases
             docs = res.docs
@@ -256,7 +307,8 @@ class _Walk:
             if ks.source_file == ROOT_FILE:
                 self.root_docs = docs
                 self.aliases |= bootstrap.self_sync(docs, build.path)
-            for doc in docs:
+            # Kustomizations last: the ArtifactGenerators they may build from are known then.
+            for doc in sorted(docs, key=lambda d: d.get("kind") == "Kustomization"):
                 queue.extend(self.fold(doc, ks, build))
         return queue
 
@@ -306,6 +358,17 @@ class _Walk:
                         "remove the folder from .sourceignore or correct spec.path"))
                 else:
                     ks_path = rel
+            elif src.get("kind") == "ExternalArtifact" and \
+                    (art_key := self.external_artifact(src_ns, str(src.get("name")))):
+                art = self.derived[art_key]
+                rel = _norm_path(self.top, self.artifact, spec.get("path"))
+                if rel is not None and art.exists(rel):
+                    ks_path = rel
+                    self.artifact_of[ref] = art_key
+                else:  # a note, not a verdict: the copy rules are rebuilt, not run
+                    self.notes.append(f"{ref}: spec.path {spec.get('path')!r} is not in "
+                                      f"ExternalArtifact {art_key} as preflight rebuilds it "
+                                      "from the ArtifactGenerator's copy rules; not rendered")
             else:
                 self.notes.append(f"{ref} renders from {src.get('kind', 'GitRepository')}/"
                                   f"{src_ns}/{src.get('name')}, not the repo under test; not "
@@ -348,12 +411,23 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
             "GitRepository", FLUX_NAMESPACE, SYNC_NAME, ROOT_FILE,
             api_version="source.toolkit.fluxcd.io/v1")
         level = [(root, Build(root.ref, _rel(top, cluster_dir)))]
-        while level:
-            level = walk.level(level)
+        try:
+            while level:
+                level = walk.level(level)
+        finally:
+            for a in walk.derived.values():
+                a.close()
+            for d in walk.cleanup:
+                shutil.rmtree(d, ignore_errors=True)
     # Bootstrap material (FluxInstance, flux-system patches) is often kept out of the sync.
-    every_file = source_files(top, sourceignore=False)
-    instances = bootstrap.flux_instances(top, every_file)
+    every_file = bootstrap.own_files(top, source_files(top, sourceignore=False))
+    all_instances = bootstrap.flux_instances(top, every_file)
+    instances = [(f, i) for f, i in all_instances
+                 if bootstrap.syncs_path(i, _rel(top, cluster_dir))]
+    # A FluxInstance of another cluster sets that cluster's controller flags, not ours.
+    others = {f for f, _ in all_instances} - {f for f, _ in instances}
     texts = [(rel, text) for rel in every_file if rel.endswith((".yaml", ".yml"))
+             and rel not in others
              and "sops-age-secret" in (text := (top / rel).read_text(encoding="utf-8",
                                                                      errors="replace"))]
     _check_dependencies(walk)
@@ -372,6 +446,9 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
             for w in o.doc.get("webhooks") or []:
                 if isinstance(w, Mapping) and w.get("name"):
                     webhooks[str(w["name"])] = f"{o.ref} (applied by {o.owner})"
+    for ref, chart in chart_of.items():  # webhooks a chart installs: named after the chart
+        if chart in inputs.WEBHOOK_CHARTS:
+            webhooks.setdefault(chart, f"{ref} (chart {chart})")
     model = RepoModel(top, _rel(top, cluster_dir), tuple(walk.objects.values()),
                       tuple(manual), frozenset(walk.produced), tuple(sync.patches),
                       tuple(sync.changes), tuple(dict.fromkeys(walk.notes)),

@@ -146,10 +146,11 @@ def substitute(docs: list[dict[str, Any]], sub: Substitution, *, owner: str,
     for doc in docs:
         meta = doc.get("metadata") or {}
         flags = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
-        text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
-        if "$" not in text or str(flags.get(SUBSTITUTE_DISABLED, "")).lower() == "disabled":
-            out.append(doc)
+        if "$" not in json.dumps(doc, default=str) or \
+                str(flags.get(SUBSTITUTE_DISABLED, "")).lower() == "disabled":
+            out.append(doc)  # nothing to substitute (json is the cheap check)
             continue
+        text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
         res = envsubst(text, sub)
         unset |= res.unset
         try:
@@ -166,6 +167,38 @@ def substitute(docs: list[dict[str, Any]], sub: Substitution, *, owner: str,
                             fix="set them in postBuild.substitute(From) or give defaults "
                                 "(${VAR:=default})")
     return out, unset
+
+
+# -- source-watcher's copy rules ---------------------------------------------------------------
+
+def copy_into(src_root: Path, pattern: str, dst_root: Path, dest: str) -> None:
+    """One ArtifactGenerator `copy` operation: `@src/<pattern>` to `@artifact/<dest>`. A glob
+    keeps the paths below its fixed prefix; a folder copies its contents; a file keeps its
+    name when `dest` ends with `/`."""
+    dest_dir = dst_root / dest
+    if any(c in pattern for c in "*?["):
+        parts = pattern.split("/")
+        fixed = []
+        for part in parts:
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        base = src_root.joinpath(*fixed)
+        # pathlib's trailing `**` matches folders only; source-watcher's means every file.
+        glob = pattern + "/*" if pattern.endswith("**") else pattern
+        for f in sorted(src_root.glob(glob)):
+            if f.is_file():
+                target = dest_dir / f.relative_to(base)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+        return
+    src = src_root / pattern.rstrip("/")
+    if src.is_dir():
+        shutil.copytree(src, dest_dir, dirs_exist_ok=True)
+    elif src.is_file():
+        target = dest_dir / src.name if dest.endswith("/") or not dest else dst_root / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
 
 
 # -- the artifact and its builds -------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from harness.providers.kind import (
     cli_availability,
     flux_images,
     run_labels,
+    wait_nodes_ready,
     write_kubeconfig,
 )
 from harness.report.redact import write_report_file
@@ -185,6 +186,14 @@ class K3dProvider(DockerCliProvider):
         kubeconfig = run(Command.of(k3d, "kubeconfig", "get", self.cluster)
                          .with_timeout(60)).stdout
         write_kubeconfig(self._kubeconfig, kubeconfig)
+        # Every server and agent Ready, not only the API (unverified here: no k3s image).
+        wait_nodes_ready(self._kubeconfig, 1 + int(self.config["agents"]),
+                         float(self.ctx.options.get("nodes_ready_timeout_s", 300)))
+
+    def load_images(self, archives: Sequence[Path]) -> None:
+        for archive in archives:
+            run(Command.of(self.cli_binary(), "image", "import", archive, "--cluster",
+                           self.cluster).with_timeout(600))
 
     def delete_command(self) -> Command:
         return Command.of("k3d", "cluster", "delete", self.cluster)
@@ -222,4 +231,5 @@ class K3dProvider(DockerCliProvider):
                 "k3d_version": self.cli_version, "docker_version": self.docker_version,
                 "k3s_image": self.config.get("image", "k3d's default"),
                 "agents": self.config["agents"],
-                "flux_images": flux_images(registry=self.registry), "flags": self.flags}
+                "flux_images": self.flags.get("images") or flux_images(registry=self.registry),
+                "flags": {k: v for k, v in self.flags.items() if k != "images"}}

@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -35,19 +36,28 @@ import yaml
 
 from harness.command import Command, run
 from harness.config import Config
-from harness.errors import CommandError, ConfigError, DockerUnavailable, ProviderError
+from harness.errors import (
+    CommandError,
+    ConfigError,
+    DockerUnavailable,
+    ProviderError,
+    ToolError,
+)
 from harness.gc import KEEP_LABEL, OWNER_LABEL, RUN_ID_LABEL
 from harness.kube import api_client, apply_all, request
 from harness.pki import write_secret
 from harness.procs import owner_token
 from harness.providers import ClusterLifecycle, ProviderContext
-from harness.tools import ResolvedTool, flux_version
+from harness.tools import ResolvedTool, ensure_tools
 from harness.waits import Deadline
 
 log = logging.getLogger(__name__)
 
 FLUX_NAMESPACE = "flux-system"
 FLUX_CONTROLLERS = ("source-controller", "kustomize-controller")
+FLUX_ALL = ("source-controller", "kustomize-controller", "helm-controller")
+"""Every controller drdrill can run in-cluster; helm-controller only for repos with
+HelmReleases (the runner resolves it then)."""
 FLUX_IMAGE_REGISTRY = "ghcr.io/fluxcd"
 KIND_NODE_IMAGE_REPO = "kindest/node"
 CREATE_TIMEOUT_S = 600.0
@@ -233,37 +243,43 @@ def relayed_url(local_url: str, relay: Relay) -> str:
 
 # -- Flux in-cluster (kind, k3d, lab's k3s) -------------------------------------------------
 
-def flux_images(version: str | None = None, registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, str]:
-    v = version or flux_version()
-    return {c: f"{registry}/{c}:{v}" for c in FLUX_CONTROLLERS}
+def flux_images(tools: Mapping[str, ResolvedTool] | None = None,
+                registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, str]:
+    """Controller -> image, each tagged with that controller's own pinned version."""
+    from harness.tools import load_manifest
+
+    pinned = load_manifest().tools
+    names = [c for c in FLUX_ALL if c in tools] if tools else list(FLUX_CONTROLLERS)
+    return {c: f"{registry}/{c}:{(tools[c].version if tools else pinned[c].version)}"
+            for c in names}
 
 
-def flux_controller_args(settings: Any, *, host_network: bool = False) -> dict[str, list[str]]:
-    """The controllers' flags, as `flux install` sets them, plus the drill's settings."""
-    common = ["--watch-all-namespaces=true", "--log-level=info", "--log-encoding=json",
-              "--enable-leader-election"]
-    source = [*common, "--storage-path=/data",
-              "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local."]
-    if host_network:
+def flux_controller_args(settings: Any, *, controllers: Sequence[str] = FLUX_CONTROLLERS,
+                         host_network: bool = False) -> dict[str, list[str]]:
+    """The in-cluster controllers' flags, from the one builder the host processes use too."""
+    from harness.flux import controller_flags
+
+    args = {c: controller_flags(c, settings) for c in controllers}
+    if host_network and "source-controller" in args:
         # On the host's network the stock ports may be taken; metrics are not needed.
-        source += ["--metrics-addr=0"]
-    return {"source-controller": source + list(settings.flags("source-controller")),
-            "kustomize-controller": common + list(settings.flags("kustomize-controller"))}
+        args["source-controller"].append("--metrics-addr=0")
+    return args
 
 
-def flux_manifests(settings: Any, *, version: str | None = None,
-                   registry: str = FLUX_IMAGE_REGISTRY,
+def flux_manifests(settings: Any, *, images: Mapping[str, str] | None = None,
                    host_network_node: str | None = None) -> list[dict[str, Any]]:
-    """ServiceAccounts, a cluster-admin binding, the source-controller Service and the two
-    Deployments of the pinned Flux release.
+    """ServiceAccounts, a cluster-admin binding, the source-controller Service and one
+    Deployment per controller in `images` (default: source- and kustomize-controller).
 
     `host_network_node`: run source-controller in that node's network namespace (lab k3s: the
     harness's Git server is tunnelled to the node's loopback)."""
-    images = flux_images(version, registry)
-    args = flux_controller_args(settings, host_network=host_network_node is not None)
+    images = dict(images or flux_images())
+    controllers = list(images)
+    args = flux_controller_args(settings, controllers=controllers,
+                                host_network=host_network_node is not None)
     labels = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "drdrill"}
     docs: list[dict[str, Any]] = []
-    for c in FLUX_CONTROLLERS:
+    for c in controllers:
         docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
                      "metadata": {"name": c, "namespace": FLUX_NAMESPACE, "labels": labels}})
     docs.append({
@@ -273,7 +289,7 @@ def flux_manifests(settings: Any, *, version: str | None = None,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": "cluster-admin"},
         "subjects": [{"kind": "ServiceAccount", "name": c, "namespace": FLUX_NAMESPACE}
-                     for c in FLUX_CONTROLLERS],
+                     for c in controllers],
     })
     docs.append({
         "apiVersion": "v1", "kind": "Service",
@@ -283,7 +299,7 @@ def flux_manifests(settings: Any, *, version: str | None = None,
                  "ports": [{"name": "http", "port": 80, "protocol": "TCP",
                             "targetPort": "http"}]},
     })
-    for c in FLUX_CONTROLLERS:
+    for c in controllers:
         ports = [{"containerPort": 8080, "name": "http-prom", "protocol": "TCP"},
                  {"containerPort": 9440, "name": "healthz", "protocol": "TCP"}]
         mounts = [{"name": "temp", "mountPath": "/tmp"}]  # noqa: S108 - in the pod
@@ -335,16 +351,18 @@ def flux_manifests(settings: Any, *, version: str | None = None,
 
 def install_flux_in_cluster(api: Any, settings: Any, *, timeout_s: float = 300,
                             host_network_node: str | None = None,
+                            images: Mapping[str, str] | None = None,
                             registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, Any]:
-    """Apply `flux_manifests` and wait until both Deployments are Available; on timeout the
+    """Apply `flux_manifests` and wait until every Deployment is Available; on timeout the
     error names each pod's waiting reason (ErrImagePull for an image the nodes cannot get)."""
-    docs = flux_manifests(settings, registry=registry, host_network_node=host_network_node)
+    images = dict(images or flux_images(registry=registry))
+    docs = flux_manifests(settings, images=images, host_network_node=host_network_node)
     apply_all(api, docs, source="drdrill in-cluster Flux")
     deadline = Deadline(timeout_s)
     last = ""
     while not deadline.expired:
         pending = []
-        for c in FLUX_CONTROLLERS:
+        for c in images:
             dep = request(api, "GET", f"/apis/apps/v1/namespaces/{FLUX_NAMESPACE}/"
                                       f"deployments/{c}")
             conds = {x.get("type"): x.get("status")
@@ -352,8 +370,9 @@ def install_flux_in_cluster(api: Any, settings: Any, *, timeout_s: float = 300,
             if conds.get("Available") != "True":
                 pending.append(c)
         if not pending:
-            return {c: a for c, a in flux_controller_args(
-                settings, host_network=host_network_node is not None).items()}
+            return {"images": images, **flux_controller_args(
+                settings, controllers=list(images),
+                host_network=host_network_node is not None)}
         last = _pod_reasons(api) or f"waiting for {', '.join(pending)}"
         # Deployments report through status conditions only; a short re-read is the watch's
         # equivalent here and keeps this independent of the client's watch plumbing.
@@ -361,8 +380,8 @@ def install_flux_in_cluster(api: Any, settings: Any, *, timeout_s: float = 300,
     raise ProviderError(f"the Flux controllers did not become Available within "
                         f"{timeout_s:.0f}s: {last}",
                         fix="the nodes must be able to pull "
-                            f"{', '.join(flux_images(registry=registry).values())} (or have "
-                            "them preloaded, e.g. `kind load docker-image`)")
+                            f"{', '.join(images.values())} (or have them preloaded, e.g. "
+                            "`kind load docker-image`)")
 
 
 def _pod_reasons(api: Any) -> str:
@@ -429,12 +448,28 @@ def node_image(options: Mapping[str, Any]) -> str | None:
     return None  # kind's default image for its release
 
 
-def kind_config(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NodeTuning:
+    """What the generated kind config adapts to the Docker host and the node image."""
+
+    drdrill_node: bool = False
+    """The node image is drdrill's own (harness/images/kind_node.py)."""
+    etcd_tag: str = ""
+    """kubeadm's etcd image tag on drdrill's node image (the pinned etcd, not kubeadm's)."""
+    cgroup_v1: bool = False
+    """The Docker host runs cgroup v1: kubelet >= 1.35 refuses it unless failCgroupV1 is off."""
+    restrict_oom_score_adj: bool = False
+    """The engine's root lacks CAP_SYS_RESOURCE: containerd must not lower oom_score_adj."""
+
+
+def kind_config(name: str, options: Mapping[str, Any], *, image: str | None = None,
+                tuning: NodeTuning | None = None) -> dict[str, Any]:
     """The kind Cluster config for a drill cluster."""
     workers = int(options.get("workers", 0))
     if workers < 0:
         raise ConfigError(f"workers must be 0 or more, got {workers}")
-    image = node_image(options)
+    image = image or node_image(options)
+    tune = tuning or NodeTuning()
     control: dict[str, Any] = {"role": "control-plane"}
     mappings = port_mappings(options.get("port_mappings"))
     if mappings:
@@ -443,13 +478,93 @@ def kind_config(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if image:
         for node in nodes:
             node["image"] = image
-    return {
+    cfg: dict[str, Any] = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": name,
         "networking": {"apiServerAddress": "127.0.0.1", "apiServerPort": 0},
         "nodes": nodes,
     }
+    patches = []
+    if tune.cgroup_v1:
+        patches.append("kind: KubeletConfiguration\nfailCgroupV1: false\n")
+    if tune.drdrill_node and tune.etcd_tag:
+        patches.append("kind: ClusterConfiguration\n"
+                       f"etcd:\n  local:\n    imageTag: {tune.etcd_tag}\n")
+    if patches:
+        cfg["kubeadmConfigPatches"] = patches
+    if tune.restrict_oom_score_adj:
+        cfg["containerdConfigPatches"] = [
+            '[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n']
+    return cfg
+
+
+def lacks_sys_resource() -> bool:
+    """This machine's root lacks CAP_SYS_RESOURCE (some CI VMs): containerd in a node cannot
+    lower pods' oom_score_adj. Read from our own bounding set; the engine runs here as root."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    bnd = next((int(line.split()[1], 16) for line in status.splitlines()
+                if line.startswith("CapBnd:")), None)
+    return bnd is not None and not bnd >> 24 & 1  # CAP_SYS_RESOURCE = 24
+
+
+def docker_cgroup_version() -> str:
+    """`docker info`'s cgroup version ("1" or "2"; "" when the engine does not say)."""
+    res = run(Command.of("docker", "info", "-f", "{{.CgroupVersion}}").with_timeout(30),
+              check=False)
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def node_conditions(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Node name -> its Ready condition ("True", or "False: <reason> <message>")."""
+    out = {}
+    for node in nodes:
+        ready = next((c for c in (node.get("status") or {}).get("conditions") or []
+                      if c.get("type") == "Ready"), None)
+        if ready is None:
+            out[node["metadata"]["name"]] = "Unknown: no Ready condition yet"
+        elif ready.get("status") == "True":
+            out[node["metadata"]["name"]] = "True"
+        else:
+            out[node["metadata"]["name"]] = (f"{ready.get('status')}: {ready.get('reason')} "
+                                             f"{(ready.get('message') or '')[:160]}").strip()
+    return out
+
+
+def wait_nodes_ready(kubeconfig: Path, expected: int, timeout_s: float) -> dict[str, float]:
+    """Until `expected` nodes exist and every one is Ready; -> node -> seconds to Ready.
+
+    On timeout the error names every node and its Ready condition."""
+    started = time.monotonic()
+    deadline = Deadline(timeout_s)
+    ready_at: dict[str, float] = {}
+    seen: dict[str, str] = {}
+    api = api_client(kubeconfig)
+    try:
+        while True:
+            try:
+                nodes = request(api, "GET", "/api/v1/nodes").get("items", [])
+                seen = node_conditions(nodes)
+            except Exception as exc:  # noqa: BLE001 - the API may blink while nodes join
+                seen = seen or {"(api)": f"{type(exc).__name__}: {str(exc)[:160]}"}
+            for name, cond in seen.items():
+                if cond == "True":
+                    ready_at.setdefault(name, round(time.monotonic() - started, 2))
+            if len(seen) >= expected and all(c == "True" for c in seen.values()):
+                return ready_at
+            if deadline.expired:
+                detail = "; ".join(f"{n}: {c}" for n, c in sorted(seen.items())) or "no nodes"
+                raise ProviderError(
+                    f"{len(ready_at)} of {expected} nodes Ready after {timeout_s:.0f}s: {detail}",
+                    fix="read the node logs in the drill's diagnostics (kind export logs)")
+            # Node status arrives every few seconds (kubelet's heartbeat); a short re-read.
+            time.sleep(min(1.0, deadline.remaining))
+    finally:
+        with contextlib.suppress(Exception):
+            api.close()
 
 
 def kind_create_command(kind: str, name: str, config: Path, kubeconfig: Path, *,
@@ -473,8 +588,9 @@ class DockerCliProvider(ClusterLifecycle):
 
     @staticmethod
     def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
-        """None of the host binaries: Flux runs in-cluster from the pinned images."""
-        return ()
+        """The Flux controllers' pinned binaries: their images are made from them here and
+        loaded into the cluster (helm-controller is added for repos with HelmReleases)."""
+        return FLUX_CONTROLLERS
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
@@ -490,6 +606,7 @@ class DockerCliProvider(ClusterLifecycle):
         self._created_network = False
         self.docker_version: str | None = None
         self.cli_version: str | None = None
+        self.flux_load_s: float | None = None
         self.flags: dict[str, Any] = {}
 
     @abc.abstractmethod
@@ -505,12 +622,37 @@ class DockerCliProvider(ClusterLifecycle):
     def kubeconfig(self) -> Path:
         return self._kubeconfig
 
+    def cli_binary(self) -> str:
+        """The CLI to run (default: from PATH)."""
+        return cli_path(self.cli)
+
+    def cli_found(self) -> str | None:
+        """The CLI this provider created with (or would use), None when it is gone."""
+        return shutil.which(self.cli)
+
     # -- SupportsFluxInstall / SupportsGitAccess -------------------------------------------
     def install_flux(self, api: Any, tools: Mapping[str, ResolvedTool], crds: list[Path],
                      settings: Any) -> dict[str, Any]:
+        """Images of the controllers made from the pinned binaries, loaded into the nodes (no
+        registry needed), then the Deployments; with no binaries resolved, the upstream
+        images from `flux_image_registry` (the nodes must pull them)."""
+        controllers = {c: tools[c] for c in FLUX_ALL if c in tools}
+        images: dict[str, str] | None = None
+        if controllers:
+            from harness.images.kind_node import flux_archives
+
+            archives = flux_archives(self.ctx.config, controllers, registry=self.registry)
+            started = time.monotonic()
+            self.load_images([path for _, path in archives.values()])
+            self.flux_load_s = round(time.monotonic() - started, 1)
+            images = {c: image for c, (image, _) in archives.items()}
         self.flags = install_flux_in_cluster(api, settings, timeout_s=self.startup_timeout_s,
-                                             registry=self.registry)
+                                             images=images, registry=self.registry)
         return self.flags
+
+    def load_images(self, archives: Sequence[Path]) -> None:
+        """Import docker-archive tarballs into every node of the cluster."""
+        raise ProviderError(f"{self.cli} cannot load local images")
 
     def git_url(self, local_url: str) -> str:
         port = urlsplit(local_url).port
@@ -523,7 +665,7 @@ class DockerCliProvider(ClusterLifecycle):
     def _prepare(self) -> tuple[str, Path]:
         """Docker and the CLI answer, the config is written and the run's network exists;
         from here on delete() asks the CLI to remove what it made. Returns (cli, config)."""
-        cli = cli_path(self.cli)
+        cli = self.cli_binary()
         self.docker_version = check_docker()
         self.cli_version = self.parse_version(
             run(Command.of(cli, "version").with_timeout(30)).stdout)
@@ -547,7 +689,7 @@ class DockerCliProvider(ClusterLifecycle):
             self._relay.close()
             self._relay = None
         if self._created:
-            if shutil.which(self.cli) is None:
+            if self.cli_found() is None:
                 problems.append(f"the {self.cli} CLI is gone, so cluster {self.cluster} cannot "
                                 "be deleted")
             else:
@@ -601,9 +743,46 @@ class KindProvider(DockerCliProvider):
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
         self.wait = str(ctx.options.get("wait", "120s"))
+        self.nodes_ready_timeout_s = float(ctx.options.get("nodes_ready_timeout_s", 300))
+        self._kind: str | None = None
+        self.node_image_tag: str | None = node_image(ctx.options)
+        self.timings: dict[str, Any] = {}
 
     def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
         return kind_config(self.cluster, ctx.options)
+
+    def cli_binary(self) -> str:
+        """The user's kind from PATH (its version goes into the report), else the pinned one
+        from the cache, built from the Go module proxy if missing (tools.toml)."""
+        if self._kind is None:
+            found = shutil.which("kind")
+            if found is None:
+                try:
+                    found = str(ensure_tools(self.ctx.config, ["kind"])["kind"].path)
+                except ToolError as exc:
+                    raise ProviderError(f"the kind CLI is not on PATH, and the pinned kind "
+                                        f"cannot be had: {exc.message}", fix=exc.fix) from None
+            self._kind = found
+        return self._kind
+
+    def cli_found(self) -> str | None:
+        return self._kind if self._kind and Path(self._kind).exists() else shutil.which("kind")
+
+    def _node_image(self) -> None:
+        """Use the image the options name, else drdrill's node image (built once, cached)."""
+        tuning = NodeTuning(cgroup_v1=docker_cgroup_version() == "1",
+                            restrict_oom_score_adj=lacks_sys_resource())
+        if self.node_image_tag is None:
+            from harness.images.kind_node import ensure_node_image, kubeadm_etcd_tag
+
+            built = ensure_node_image(self.ctx.config, progress=lambda m: log.info("%s", m))
+            self.node_image_tag = built.tag
+            self.timings["node_image_build_s"] = round(built.built_s, 1)
+            tuning = NodeTuning(drdrill_node=True, etcd_tag=kubeadm_etcd_tag(),
+                                cgroup_v1=tuning.cgroup_v1,
+                                restrict_oom_score_adj=tuning.restrict_oom_score_adj)
+        self.config = kind_config(self.cluster, self.ctx.options, image=self.node_image_tag,
+                                  tuning=tuning)
 
     @staticmethod
     def parse_version(out: str) -> str:
@@ -615,16 +794,31 @@ class KindProvider(DockerCliProvider):
 
     # -- ClusterProvider -------------------------------------------------------------------
     def _create(self) -> None:
+        self.cli_binary()
+        check_docker()
+        self._node_image()
         kind, cfg = self._prepare()
+        started = time.monotonic()
         run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
                                 network=self.network, wait=self.wait),
             fix="read kind's output above; without access to a registry the node image must "
-                "be present locally (docker load) or built (kind build node-image)")
+                "be present locally (docker load) or drdrill's own (leave image unset)")
+        self.timings["kind_create_s"] = round(time.monotonic() - started, 1)
         self._kubeconfig.chmod(0o600)
+        # kind --wait covers the control plane only; a drill needs every node.
+        ready = wait_nodes_ready(self._kubeconfig, len(self.config["nodes"]),
+                                 self.nodes_ready_timeout_s)
+        self.timings["nodes_ready_s"] = ready
+        self.timings["all_nodes_ready_s"] = round(time.monotonic() - started, 1)
+
+    def load_images(self, archives: Sequence[Path]) -> None:
+        for archive in archives:
+            run(Command.of(self.cli_binary(), "load", "image-archive", archive,
+                           "--name", self.cluster).with_timeout(600))
 
     def delete_command(self) -> Command:
         # --kubeconfig: kind would otherwise edit the user's ~/.kube/config
-        return Command.of("kind", "delete", "cluster", "--name", self.cluster,
+        return Command.of(self._kind or "kind", "delete", "cluster", "--name", self.cluster,
                           "--kubeconfig", self._kubeconfig)
 
     def dump_logs(self, dest: Path) -> list[Path]:
@@ -632,15 +826,18 @@ class KindProvider(DockerCliProvider):
         if not self._created:
             return []
         out = dest / "kind"
-        run(Command.of("kind", "export", "logs", out, "--name", self.cluster).with_timeout(180))
+        run(Command.of(self.cli_binary(), "export", "logs", out, "--name", self.cluster)
+            .with_timeout(180))
         return sorted(p for p in out.rglob("*") if p.is_file())
 
     def describe(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "network": self.network,
                 "kind_version": self.cli_version, "docker_version": self.docker_version,
-                "node_image": node_image(self.ctx.options) or "kind's default",
-                "nodes": len(self.config["nodes"]), "flux_images": flux_images(
-                    registry=self.registry), "flags": self.flags}
+                "node_image": self.node_image_tag or "drdrill's (built at create)",
+                "timings": {**self.timings, "flux_images_load_s": self.flux_load_s},
+                "nodes": len(self.config["nodes"]),
+                "flux_images": self.flags.get("images") or flux_images(registry=self.registry),
+                "flags": {k: v for k, v in self.flags.items() if k != "images"}}
 
 
 

@@ -8,8 +8,6 @@ carries the `drdrill.dev/run-id` label, so a sweep by label removes what a kille
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,7 +15,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +22,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from harness.gc import OWNER_LABEL
+from harness.images.rootfs import (
+    Debootstrap,
+    debootstrap_rootfs,
+    docker_import,
+    file_lock,
+    write_files,
+)
 from harness.procs import owner_token
 
 RUN_ID_LABEL = "drdrill.dev/run-id"
@@ -62,11 +66,6 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{recipe_hash()}"
 
 
-def mirror() -> str:
-    """The Debian mirror; deliberately not part of the hash (same packages either way)."""
-    return os.environ.get("DRDRILL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-
-
 def _docker(*args: str, check: bool = True, input_bytes: bytes | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["docker", *args], capture_output=True, check=check, input=input_bytes,
@@ -92,23 +91,12 @@ def image_exists(tag: str) -> bool:
     return _docker("image", "inspect", tag, check=False).returncode == 0
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_image(cache_dir: Path, log: Path | None = None) -> tuple[str, float]:
     """The lab-host image tag, building it once per recipe; -> (tag, seconds spent building)."""
     tag = image_tag()
     if image_exists(tag):
         return tag, 0.0
-    with _lock(cache_dir / "locks" / f"lab-host-{recipe_hash()}.lock"):
+    with file_lock(cache_dir / "locks" / f"lab-host-{recipe_hash()}.lock"):
         if image_exists(tag):  # another test session built it while we waited
             return tag, 0.0
         started = time.monotonic()
@@ -117,35 +105,21 @@ def ensure_image(cache_dir: Path, log: Path | None = None) -> tuple[str, float]:
 
 
 def _build(tag: str, cache_dir: Path, log: Path) -> None:
+    """debootstrap (the rootfs is cached by harness.images.rootfs, shared with the kind node
+    image's machinery), then the entrypoint on a copy, imported into Docker."""
+    spec = Debootstrap(suite=SUITE, variant=VARIANT, packages=PACKAGES)
+    rootfs = debootstrap_rootfs(spec, cache_dir / "images", log)
     work = Path(tempfile.mkdtemp(prefix="lab-host-", dir=cache_dir))
-    rootfs = work / "rootfs"
-    log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with log.open("ab") as out:
-            subprocess.run(["debootstrap", f"--variant={VARIANT}",
-                            f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), mirror()],
-                           stdout=out, stderr=subprocess.STDOUT, check=True, timeout=1800)
-        init = rootfs / "usr/local/sbin/lab-host-init"
-        init.write_text(INIT)
-        init.chmod(0o755)
-        for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        root = work / "rootfs"
+        subprocess.run(["cp", "-a", f"{rootfs}/.", str(root)], check=True)
+        (root / ".complete").unlink(missing_ok=True)
+        write_files(root, {"usr/local/sbin/lab-host-init": (INIT, 0o755)})
+        for key in (root / "etc/ssh").glob("ssh_host_*"):
             key.unlink()  # every container gets its own host key
-        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
-        (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
-        assert tar.stdout is not None
-        imp = subprocess.run(
-            ["docker", "import",
-             "--change", 'CMD ["/usr/local/sbin/lab-host-init"]',
-             "--change", "EXPOSE 22",
-             "--change", f"LABEL drdrill.dev/recipe={recipe_hash()}",
-             "-", tag], stdin=tar.stdout, capture_output=True, check=False, timeout=600)
-        tar.stdout.close()
-        tar.wait()
-        if imp.returncode != 0 or tar.returncode != 0:
-            raise RuntimeError(f"docker import failed: {imp.stderr.decode(errors='replace')}")
+        docker_import(root, tag, log=log, changes=[
+            'CMD ["/usr/local/sbin/lab-host-init"]', "EXPOSE 22",
+            f"LABEL drdrill.dev/recipe={recipe_hash()}"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

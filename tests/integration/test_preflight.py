@@ -89,6 +89,23 @@ def test_flux_bootstrap_repo_is_patched_to_run_locally(fixture_repo, kustomize):
     assert any("ssh://" in c for c in model.local_changes)
 
 
+def test_bootstrap_repo_components_are_patched_out(fixture_repo, kustomize):
+    """gotk-components.yaml of a bootstrap repo would replace the drill's pinned controllers:
+    every one of its objects gets a delete patch, and the report says so."""
+    model = analyze(fixture_repo("kind-bootstrap"), "clusters/staging", kustomize=kustomize)
+    targets = {(p["target"]["kind"], p["target"]["name"]) for p in model.sync_patches}
+    assert targets == {("GitRepository", "flux-system"), ("Kustomization", "flux-system"),
+                       ("Namespace", "flux-system"),
+                       ("ServiceAccount", "source-controller"),
+                       ("ServiceAccount", "kustomize-controller"),
+                       ("Deployment", "source-controller"),
+                       ("Deployment", "kustomize-controller")}
+    note = next(c for c in model.local_changes if "gotk-components.yaml" in c)
+    assert "5 objects of Flux v2.4.0" in note and "Deployment" in note
+    ks_names = {o.name for o in model.kustomizations}
+    assert {"apps", "flux-system"} <= ks_names
+
+
 @pytest.mark.parametrize(("fixture", "error", "needles"), [
     ("broken-missing-path", MissingPathError, ["flux-system/apps", "./apps/development",
                                                "clusters/dev/apps.yaml"]),
@@ -236,3 +253,14 @@ def test_preflight_loads_no_cluster_code(fixture_repo, kustomize):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.stdout.strip() == "0 []", res.stdout + res.stderr
+
+
+def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustomize):
+    model = analyze(fixture_repo("artifact-generator"), "clusters/dev", kustomize=kustomize,
+                    collect=True)
+    assert model.verdict == "ok", model.problems
+    assert model.uses_watcher
+    assert ks(model)["flux-system/apps"] == {"flux-system/controllers"}
+    assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
+    assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
+                                                 for d in model.external_dependencies}

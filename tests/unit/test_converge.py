@@ -225,6 +225,11 @@ def test_webhook_failure_names_webhook_installer_and_provider():
     text = c.diagnose(t, state.__class__(False, False, state.reason, msg, None))
     assert "webhook.cert-manager.io" in text and "HelmRelease/cert-manager/cert-manager" in text
     assert "--provider kind" in text
+    by_chart = Converger(api=None, revision=REV, expected=set(), webhooks={
+        "kyverno": "HelmRelease/kyverno/kyverno (chart kyverno)"})
+    msg = 'failed calling webhook "validate.kyverno.svc-fail": connection refused'
+    text = by_chart.diagnose(t, state.__class__(False, False, "ReconciliationFailed", msg, None))
+    assert "installed by HelmRelease/kyverno/kyverno (chart kyverno)" in text
 
 
 def test_summary_names_what_holds_convergence_up_first():

@@ -36,7 +36,10 @@ RUN_ID = "20261128T151500Z-9b1e2d"
 
 def ctx(tmp_path, **options) -> ProviderContext:
     return ProviderContext(run_id=RUN_ID, cluster_name="r1", workdir=tmp_path / "r1",
-                           config=Config.from_env(state_dir=tmp_path / "state"),
+                           # An empty tools cache and no builds: a missing CLI stays missing.
+                           config=Config.from_env(state_dir=tmp_path / "state",
+                                                  cache_dir=tmp_path / "cache",
+                                                  allow_build=False),
                            options=options)
 
 
@@ -232,7 +235,7 @@ def test_kind_create_failure_keeps_kinds_output_and_cleans_up(tmp_path, only_fak
   delete) echo "Deleting cluster \\"$4\\" ..." >&2 ;;
   get) cat {RECORDED / 'kind-v0.29.0-get-clusters-none.stderr'} >&2 ;;
 esac""")
-    provider = kind_mod.KindProvider(ctx(tmp_path, workers=1))
+    provider = kind_mod.KindProvider(ctx(tmp_path, workers=1, image="kindest/node:v1.33.1"))
     with pytest.raises(CommandError) as err:
         provider.create()
     e = err.value
@@ -251,7 +254,8 @@ esac""")
     assert provider.is_up() is False
 
 
-def test_a_failing_kind_delete_raises_and_the_containers_are_named(tmp_path, only_fakes):
+def test_a_failing_kind_delete_raises_and_the_containers_are_named(tmp_path, only_fakes,
+                                                                  monkeypatch):
     """A delete the CLI refuses is an error, not a log line; the network and the workdir are
     still removed; the gone-check asks Docker by kind's own label, not the (removed) kubeconfig."""
     (only_fakes / "NETINSPECT").write_text((RECORDED / "docker-20.10-network-inspect.json")
@@ -262,7 +266,8 @@ def test_a_failing_kind_delete_raises_and_the_containers_are_named(tmp_path, onl
   create) : > "$8" ;;
   delete) echo "ERROR: failed to delete cluster: permission denied" >&2; exit 1 ;;
 esac""")
-    provider = kind_mod.KindProvider(ctx(tmp_path))
+    monkeypatch.setattr(kind_mod, "wait_nodes_ready", lambda kc, expected, timeout: {})
+    provider = kind_mod.KindProvider(ctx(tmp_path, image="kindest/node:v1.33.1"))
     provider.create()
     (only_fakes / "NETINSPECT.ps").write_text(f"{provider.cluster}-control-plane\n")
     with pytest.raises(ProviderError) as err:
@@ -277,7 +282,10 @@ esac""")
     assert provider.leftovers() == [] and provider.is_up() is False
 
 
-def test_k3d_lifecycle_through_the_cli_boundary(tmp_path, only_fakes):
+def test_k3d_lifecycle_through_the_cli_boundary(tmp_path, only_fakes, monkeypatch):
+    waited: list[tuple[Path, int]] = []
+    monkeypatch.setattr(k3d_mod, "wait_nodes_ready",
+                        lambda kc, expected, timeout: waited.append((kc, expected)) or {})
     (only_fakes / "NETINSPECT").write_text((RECORDED / "docker-20.10-network-inspect.json")
                                            .read_text())
     fake_cli(only_fakes, "docker", DOCKER_OK.replace("NETINSPECT", str(only_fakes / "NETINSPECT")))
@@ -296,6 +304,7 @@ esac""")
         assert created == provider.config and created["network"] == provider.network
         kc = provider.kubeconfig
         assert kc.exists() and oct(kc.stat().st_mode & 0o777) == "0o600"
+        assert waited == [(kc, 2)]  # the server and the one agent, every node Ready
         assert provider.describe()["k3d_version"] == "v5.8.3"
         state = provider.state()
         assert state is None  # the sample lists another cluster name
@@ -325,7 +334,7 @@ def test_flux_manifests_use_the_pinned_images():
     assert "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local." \
         in src["args"]
     lab = kind_mod.flux_manifests(FluxSettings(), host_network_node="node-a",
-                                  registry="registry.lan/fluxcd")
+                                  images=kind_mod.flux_images(registry="registry.lan/fluxcd"))
     pod = next(d for d in lab if d["kind"] == "Deployment"
                and d["metadata"]["name"] == "source-controller")["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"

@@ -107,10 +107,11 @@ def seed_cache(cfg: Config, version: str = ETCD.removeprefix("v")) -> Path:
 
 def test_manifest_lists_every_tool_with_a_buildable_family() -> None:
     manifest = tools.load_manifest()
-    assert tuple(manifest.tools) == tuple(
-        n for n in manifest.tools if n in tools.TOOL_NAMES)
-    assert set(manifest.tools) == set(tools.TOOL_NAMES)
+    assert set(manifest.tools) == set(tools.ALL_TOOL_NAMES)
     assert set(tools.EMBEDDED_TOOLS) | set(tools.FLUX_TOOLS) < set(tools.TOOL_NAMES)
+    # The kind node's binaries stay out of the default `tools ensure` set.
+    assert {"kind", "kubelet", "kubeadm", "coredns"}.isdisjoint(tools.TOOL_NAMES)
+    assert set(tools.KIND_TOOLS) <= set(manifest.tools)
     for spec in manifest.tools.values():
         assert spec.version.startswith("v"), spec
         assert spec.family in manifest.families
@@ -383,7 +384,7 @@ def test_list_tools_never_builds(env: dict[str, Path], fake_go: tuple[Path, Path
     fake_etcd(env["tools_dir"])
     _script(env["tools_dir"] / "kwok", 'echo "kwok version v0.6.0"')
     rows = {r["name"]: r for r in tools.list_tools(cfg)}
-    assert set(rows) == set(tools.TOOL_NAMES)
+    assert set(rows) == set(tools.ALL_TOOL_NAMES)
     assert rows["etcd"]["source"] == "dir"
     assert rows["kwok"]["source"] == "missing"
     assert "v0.6.0" in str(rows["kwok"]["error"])
