@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from harness.config import Config
-from harness.gc import docker_leftovers
 from harness.providers.kind import check_docker
 from harness.runner import DrillOptions, new_run_id, run_drill
+from tests.container import labhost as lh
 
 pytestmark = pytest.mark.container
 
@@ -101,7 +101,9 @@ def _drill(provider: str, repo: Path, cluster: str, tmp_path: Path,
     data = json.loads((out / "report.json").read_text())
     assert report.verdict == "passed", data.get("error")
     assert data["time_to_ready_s"] > 0
-    assert run_id not in docker_leftovers(), "containers/networks left behind"
+    left = lh.containers_with_label(run_id) + lh.networks_with_label(run_id)
+    assert not left, f"containers/networks left behind: {left}"
+    assert not data["leftovers"], data["leftovers"]
     return data
 
 
