@@ -105,6 +105,10 @@ def readiness(obj: Mapping[str, Any], kind: str, *, revision: str,
     rule = _rule(kind)
     if rule == "artifact":
         got = (status.get("artifact") or {}).get("revision")
+    elif kind == "Kustomization":
+        # DESIGN: the *applied* revision; Ready flips ~0.1 s before lastAppliedRevision is set,
+        # and lastAttemptedRevision names a commit that may not have been applied at all.
+        got = status.get("lastAppliedRevision")
     else:
         got = status.get("lastAppliedRevision") or status.get("lastAttemptedRevision")
     if rule == "static" or (kind == "HelmRepository" and spec.get("type") == "oci"):
@@ -254,9 +258,9 @@ class Converger:
                     last_summary, last_at = summary, now
                     self.on_progress(summary)
         finally:
+            # No join: a stopped watch ends at its next event or when its connection closes
+            # (teardown), and waiting up to 0.2 s per kind here added that to every TTR.
             stop.set()
-            for t in threads:
-                t.join(timeout=0.2)
 
     # -- folding -----------------------------------------------------------------------------
     def _fold(self, kind: WatchedKind, etype: str, obj: dict[str, Any], now: float) -> None:
@@ -458,6 +462,10 @@ class Converger:
                 log.debug("watch %s dropped: %s; resuming", kind.plural, exc)
                 time.sleep(min(backoff, max(0.0, deadline - self.clock())))
                 backoff = min(backoff * 2, 2.0)
+            except Exception:
+                if stop.is_set():
+                    return  # the drill is past this watch; its client may be closed already
+                raise
 
 
 WEBHOOK_CALL = re.compile(r'failed calling webhook \\?"([^"\\]+)\\?"')

@@ -149,13 +149,19 @@ def _process_started(pid: int) -> float | None:
     return None if ticks is None else btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _collect(runs_dir: Path) -> dict[str, RunTrace]:
+def docker_leftovers() -> dict[str, list[tuple[str, str]]]:
+    """Run id -> the ("container" | "network", name) items labelled with it (kind's node
+    containers count for their labelled network's run)."""
+    return {rid: t.docker for rid, t in _collect(None).items() if t.docker}
+
+
+def _collect(runs_dir: Path | None) -> dict[str, RunTrace]:
     traces: dict[str, RunTrace] = {}
 
     def trace(rid: str) -> RunTrace:
         return traces.setdefault(rid, RunTrace(rid))
 
-    if runs_dir.is_dir():
+    if runs_dir is not None and runs_dir.is_dir():
         for d in runs_dir.iterdir():
             if d.is_dir():
                 t = trace(d.name)

@@ -64,6 +64,16 @@ def module_dir(go: str, module: str, version: str, *, cwd: Path) -> Path:
 # --- the wrapper module and the build -------------------------------------------------------
 
 @dataclass(frozen=True)
+class Overlay:
+    """`file` of `module`@`version` is compiled as `content` (a `go build -overlay` entry)."""
+
+    module: str
+    version: str
+    file: str
+    content: str
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     """Everything one `go build` of a family needs."""
 
@@ -76,16 +86,19 @@ class BuildPlan:
     """Main packages, in the same order as `names`."""
     names: tuple[str, ...]
     ldflags: tuple[str, ...]
+    overlay: tuple[Overlay, ...] = ()
 
     @property
     def module_path(self) -> str:
         return f"drdrill.local/tools/{self.family}"
 
-    def go_mod(self) -> str:
+    def go_mod(self, patched: Sequence[str] = ()) -> str:
+        """The wrapper's go.mod; `patched` are replace lines to local copies (overlays)."""
         lines = [f"module {self.module_path}", "", f"go {self.go_directive}", ""]
         lines += ["require ("] + [f"\t{mod} {ver}" for mod, ver in self.require] + [")", ""]
-        if self.replace:
-            lines += ["replace ("] + [f"\t{r}" for r in self.replace] + [")", ""]
+        replace = [*self.replace, *patched]
+        if replace:
+            lines += ["replace ("] + [f"\t{r}" for r in replace] + [")", ""]
         return "\n".join(lines)
 
     def build_argv(self, go: str, out_dir: Path) -> list[str]:
@@ -163,12 +176,13 @@ def build(plan: BuildPlan, *, go: str, workdir: Path, out_dir: Path, log_path: P
     """
     workdir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (workdir / "go.mod").write_text(plan.go_mod(), encoding="utf-8")
+    patched = _patched_modules(plan, go, workdir) if plan.overlay else []
+    (workdir / "go.mod").write_text(plan.go_mod(patched), encoding="utf-8")
     # GOFLAGS is replaced, not extended: a user's -mod=readonly would stop the wrapper resolving.
     env = {"GOFLAGS": "-mod=mod", "GOWORK": "off", "GO111MODULE": "on"}
     with log_path.open("a", encoding="utf-8") as fh:
         fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} build {plan.family} "
-                 f"{plan.version} with {go}\n--- go.mod\n{plan.go_mod()}\n")
+                 f"{plan.version} with {go}\n--- go.mod\n{plan.go_mod(patched)}\n")
     counter = _Counter()
     with _heartbeat(progress, f"{plan.family} {plan.version}", counter):
         cmd = (Command.of(go, "get", *(f"{mod}@{ver}" for mod, ver in plan.require))
@@ -183,6 +197,24 @@ def build(plan: BuildPlan, *, go: str, workdir: Path, out_dir: Path, log_path: P
         if not path.is_file():
             raise FileNotFoundError(f"go build succeeded but {path} (for {name}) is missing")
     return built
+
+
+def _patched_modules(plan: BuildPlan, go: str, workdir: Path) -> list[str]:
+    """Copy each overlaid module out of GOMODCACHE (Go refuses `-overlay` of files there),
+    write our version of the file into the copy; return the go.mod replace lines for them."""
+    replaces: list[str] = []
+    for module in dict.fromkeys(o.module for o in plan.overlay):
+        entries = [o for o in plan.overlay if o.module == module]
+        root = module_dir(go, module, entries[0].version, cwd=workdir)
+        copy = workdir / "patched" / module.replace("/", "_")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(root, copy, copy_function=shutil.copyfile)  # modcache files are 0444
+        for folder in (copy, *(d for d in copy.rglob("*") if d.is_dir())):
+            folder.chmod(0o755)  # copytree copied the cache's 0555 folders: keep it removable
+        for entry in entries:
+            (copy / entry.file).write_text(entry.content, encoding="utf-8")
+        replaces.append(f"{module} => ./{copy.relative_to(workdir).as_posix()}")
+    return replaces
 
 
 @contextmanager

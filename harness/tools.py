@@ -50,7 +50,9 @@ KIND_TOOLS: tuple[str, ...] = (
     "kube-scheduler",
 )
 """The kind CLI and what its node image is made of; only the kind provider resolves these."""
-ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS))
+BENCH_TOOLS: tuple[str, ...] = ("flux",)
+"""Only the benchmark's peers need these; `tools ensure` builds them only when named."""
+ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS + BENCH_TOOLS))
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )
@@ -90,6 +92,7 @@ class FamilySpec:
     go: str
     require: tuple[tuple[str, str], ...]
     replace: tuple[str, ...]
+    overlay: tuple[gobuild.Overlay, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Manifest:
             family=family, version=self.family_version(family), go_directive=fam.go,
             require=fam.require, replace=fam.replace,
             packages=tuple(t.package for t in tools), names=tuple(t.name for t in tools),
-            ldflags=tuple(ldflags))
+            ldflags=tuple(ldflags), overlay=fam.overlay)
 
 
 class ManifestInvalid(HarnessError):
@@ -152,7 +155,25 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
         replace = _strs(fam.get("replace", []), f"families.{name}.replace")
         if any("=>" not in r for r in replace):
             raise ManifestInvalid(f"tools.toml: families.{name}.replace needs 'old => new v'")
-        families[name] = FamilySpec(name, str(fam["go"]), tuple(require), replace)
+        overlay = []
+        for entry in fam.get("overlay", []):
+            required = dict(require)
+            try:
+                module, file, with_ = str(entry["module"]), str(entry["file"]), str(entry["with"])
+            except (KeyError, TypeError) as exc:
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay entries need "
+                                      "module, file and with") from exc
+            if module not in required:
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay names {module}, "
+                                      "which the family does not require")
+            replacement = resources.files("harness").joinpath(with_)
+            if not replacement.is_file():
+                raise ManifestInvalid(f"tools.toml: families.{name}.overlay file {with_!r} is "
+                                      "not in the harness package")
+            overlay.append(gobuild.Overlay(module, required[module], file,
+                                           replacement.read_text(encoding="utf-8")))
+        families[name] = FamilySpec(name, str(fam["go"]), tuple(require), replace,
+                                    tuple(overlay))
     tools: dict[str, ToolSpec] = {}
     for name, raw in data.get("tools", {}).items():
         try:

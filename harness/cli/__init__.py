@@ -192,6 +192,9 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     from harness.report.cli import add_report_commands
 
     add_report_commands(sub)
+    from harness.bench.cli import add_bench_command
+
+    add_bench_command(sub)
     p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
     p.add_argument("--older-than", help="only runs older than this (e.g. 1h); also sweeps runs "
                                         "whose owner cannot be checked from here")

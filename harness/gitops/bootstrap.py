@@ -170,6 +170,34 @@ def flux_instances(top: Path, files: Iterable[str]) -> list[tuple[str, dict[str,
     return out
 
 
+def own_files(top: Path, files: Iterable[str]) -> list[str]:
+    """`files` less those of repositories nested in this one (a folder below the top with its
+    own `clusters/` or `.git`, e.g. test fixtures): their bootstrap material is not ours."""
+    nested: dict[str, bool] = {}
+
+    def foreign(rel: str) -> bool:
+        parts = Path(rel).parts[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/".join(parts[:i])
+            if folder not in nested:
+                d = top / folder
+                nested[folder] = (d / "clusters").is_dir() or (d / ".git").exists()
+            if nested[folder]:
+                return True
+        return False
+
+    return [rel for rel in files if not foreign(rel)]
+
+
+def syncs_path(instance: Mapping[str, Any], cluster_path: str) -> bool:
+    """Whether a FluxInstance syncs the cluster path under test (or names no path at all)."""
+    path = ((instance.get("spec") or {}).get("sync") or {}).get("path")
+    if not path:
+        return True
+    return os.path.normpath(str(path).strip("/").removeprefix("./") or ".") == \
+        os.path.normpath(cluster_path)
+
+
 def cluster_candidates(top: Path) -> list[str]:
     """The repo-relative folders under clusters/ (the usual Flux layout), sorted."""
     clusters = top / "clusters"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import Config
-from harness.gc import RUN_ID_LABEL
+from harness.gc import docker_leftovers
 from harness.providers.kind import check_docker
 from harness.runner import DrillOptions, new_run_id, run_drill
 
@@ -101,9 +101,7 @@ def _drill(provider: str, repo: Path, cluster: str, tmp_path: Path,
     data = json.loads((out / "report.json").read_text())
     assert report.verdict == "passed", data.get("error")
     assert data["time_to_ready_s"] > 0
-    for what in (("ps", "-aq"), ("network", "ls", "-q")):
-        left = _out("docker", *what, "--filter", f"label={RUN_ID_LABEL}={run_id}").split()
-        assert left == [], f"docker {what[0]} of run {run_id} left behind: {left}"
+    assert run_id not in docker_leftovers(), "containers/networks left behind"
     return data
 
 

@@ -43,6 +43,12 @@ def test_not_ready_for_old_generation():
     assert not state.ready and not state.failed
 
 
+def test_kustomization_needs_the_applied_not_the_attempted_revision():
+    obj = ks("a")
+    obj["status"] = {"conditions": obj["status"]["conditions"], "lastAttemptedRevision": REV}
+    assert not readiness(obj, "Kustomization", revision=REV).ready
+
+
 def test_not_ready_at_other_revision():
     state = readiness(ks("a", rev="main@sha1:" + "f" * 40), "Kustomization", revision=REV)
     assert not state.ready and state.reason == "OtherRevision"

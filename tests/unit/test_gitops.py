@@ -3,6 +3,8 @@ the kinds table, and the inventory rules (secret stores, run-time producers, reg
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -123,3 +125,20 @@ def test_runtime_producers():
 ])
 def test_registry_of(image, registry):
     assert registry_of(image) == registry
+
+
+def test_bootstrap_material_of_nested_repos_and_other_clusters_is_not_ours(tmp_path: Path) -> None:
+    from harness.gitops import bootstrap
+    for rel in ("clusters/home/ks.yaml", "bootstrap/instance.yaml",
+                "tests/data/repos/x/clusters/main/flux-system/instance.yaml",
+                "vendor/sub/.git/HEAD", "vendor/sub/flux.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("a: 1\n")
+    files = ["clusters/home/ks.yaml", "bootstrap/instance.yaml",
+             "tests/data/repos/x/clusters/main/flux-system/instance.yaml", "vendor/sub/flux.yaml"]
+    assert bootstrap.own_files(tmp_path, files) == ["clusters/home/ks.yaml",
+                                                    "bootstrap/instance.yaml"]
+    inst = {"kind": "FluxInstance", "spec": {"sync": {"path": "./clusters/home/"}}}
+    assert bootstrap.syncs_path(inst, "clusters/home")
+    assert not bootstrap.syncs_path(inst, "clusters/staging")
+    assert bootstrap.syncs_path({"kind": "FluxInstance", "spec": {}}, "clusters/staging")

@@ -108,6 +108,7 @@ def seed_cache(cfg: Config, version: str = ETCD.removeprefix("v")) -> Path:
 def test_manifest_lists_every_tool_with_a_buildable_family() -> None:
     manifest = tools.load_manifest()
     assert set(manifest.tools) == set(tools.ALL_TOOL_NAMES)
+    assert not set(tools.TOOL_NAMES) & set(tools.BENCH_TOOLS)  # `ensure` alone never builds them
     assert set(tools.EMBEDDED_TOOLS) | set(tools.FLUX_TOOLS) < set(tools.TOOL_NAMES)
     # The kind node's binaries stay out of the default `tools ensure` set.
     assert {"kind", "kubelet", "kubeadm", "coredns"}.isdisjoint(tools.TOOL_NAMES)
@@ -168,6 +169,59 @@ def test_single_package_build_names_the_output_after_the_tool(tmp_path: Path) ->
 ])
 def test_go_binary_name(package: str, name: str) -> None:
     assert gobuild.go_binary_name(package) == name
+
+
+def test_flux_cli_is_its_own_family_of_the_pinned_release_with_the_embed_replaced(
+        tmp_path: Path) -> None:
+    manifest = tools.load_manifest()
+    spec = manifest.tools["flux"]
+    assert spec.version == manifest.flux_release
+    assert spec.family == "flux-cli" and tools.BENCH_TOOLS == ("flux",)
+    assert f"-X main.VERSION={spec.version.removeprefix('v')}" in spec.ldflags
+    plan = manifest.build_plan("flux-cli")
+    (overlay,) = plan.overlay
+    assert (overlay.module, overlay.version) == (spec.module, spec.version)
+    assert overlay.file == "cmd/flux/manifests.embed.go"
+    assert "func writeEmbeddedManifests(dir string) error" in overlay.content
+    assert "go:embed" not in overlay.content
+    replace = "github.com/fluxcd/flux2/v2 => ./patched/github.com_fluxcd_flux2_v2"
+    assert f"\t{replace}" in plan.go_mod([replace])
+    assert "gopkg.in/yaml.v3 => gopkg.in/yaml.v3 v3.0.1" in plan.go_mod()
+
+
+def test_overlay_module_is_copied_out_of_the_module_cache_and_patched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "modcache" / "example.com" / "m@v1.0.0"
+    (cache / "cmd").mkdir(parents=True)
+    (cache / "cmd" / "embed.go").write_text("package main // go:embed x\n")
+    (cache / "go.mod").write_text("module example.com/m\n")
+    for p in (cache / "cmd" / "embed.go", cache / "go.mod", cache / "cmd", cache):
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    monkeypatch.setattr(gobuild, "module_dir", lambda go, module, version, cwd: cache)
+    plan = gobuild.BuildPlan("f", "v1.0.0", "1.24.0", (("example.com/m", "v1.0.0"),), (),
+                             ("example.com/m/cmd",), ("m",), (),
+                             (gobuild.Overlay("example.com/m", "v1.0.0", "cmd/embed.go",
+                                              "package main\n"),))
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = gobuild._patched_modules(plan, "go", work)
+    assert lines == ["example.com/m => ./patched/example.com_m"]
+    assert (work / "patched" / "example.com_m" / "cmd" / "embed.go").read_text() == \
+        "package main\n"
+    assert (cache / "cmd" / "embed.go").read_text().startswith("package main // go:embed")
+    gobuild._patched_modules(plan, "go", work)  # a second build replaces the copy
+    for p in (cache / "cmd", cache):
+        p.chmod(0o755)
+
+
+def test_parse_manifest_rejects_an_overlay_of_a_module_the_family_does_not_require() -> None:
+    data = {"families": {"a": {"go": "1.24.0", "require": ["m v1.0.0"], "overlay": [
+        {"module": "other", "file": "x.go", "with": "overlays/flux2-manifests.embed.go"}]}}}
+    with pytest.raises(tools.ManifestInvalid, match="overlay names other"):
+        tools.parse_manifest(data)
+    data["families"]["a"]["overlay"] = [{"module": "m", "file": "x.go", "with": "nope.go"}]
+    with pytest.raises(tools.ManifestInvalid, match=r"'nope\.go' is not in the harness package"):
+        tools.parse_manifest(data)
 
 
 def test_parse_manifest_rejects_an_unknown_family() -> None:
