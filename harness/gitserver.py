@@ -161,6 +161,7 @@ class GitServer:
         self.host = host
         self._httpd: _GitHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._paused_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -183,6 +184,41 @@ class GitServer:
         self._thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
         self._thread.start()
         return self
+
+    def pause(self) -> int:
+        """Stop answering (a Git outage) but keep the repository and the port; returns it."""
+        if self._httpd is None:
+            raise GitServerError("the Git server is not running")
+        port = int(self._httpd.server_address[1])
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._paused_port = port
+        return port
+
+    def resume(self) -> GitServer:
+        """Serve again on the port it had before `pause()` (the URL Flux holds stays valid)."""
+        port = self._paused_port
+        if port is None:
+            raise GitServerError("the Git server was not paused")
+        try:
+            httpd = _GitHTTPServer((self.host, port), _Handler)
+        except OSError as exc:
+            raise GitServerError(f"cannot listen on {self.host}:{port} again: {exc}") from exc
+        httpd.root = self.workdir
+        self._httpd = httpd
+        self._paused_port = None
+        self._thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def bare_repo(self) -> Path:
+        """The served bare repository (scenarios commit to it: a bad change, a revert)."""
+        return self.workdir / REPO_NAME
 
     def stop(self) -> None:
         if self._httpd is not None:

@@ -1,7 +1,10 @@
-"""Scenarios as data, and the one short function that runs a drill top to bottom.
+"""The one short function that runs a drill top to bottom, and the phase actions.
 
     preflight → provision → bootstrap → converge → verify → disaster →
     provision → bootstrap → converge → verify → report → teardown
+
+The phases and hooks of each scenario are data (harness.core.scenario, harness.scenarios); the
+engine calls the hooks by role and knows no scenario by name.
 
 Teardown is registered before the first provision and runs on success, failure, Ctrl-C and
 SIGTERM; diagnostics are collected before it; the report is always written.
@@ -18,20 +21,20 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
 from harness.config import Config
 from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
+from harness.core.scenario import PhaseSpec, Scenario
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill
 from harness.errors import (
     ConfigError,
     DrillFailure,
     DrillInterrupted,
-    HarnessError,
     ReportError,
     RolloutFailed,
     RTOExceeded,
@@ -54,8 +57,9 @@ from harness.repo import (
     cluster_candidates,
     load_inputs,
 )
-from harness.report.model import DrillReport, ObjectRecord, Verdict
+from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
 from harness.report.writers import write_all
+from harness.scenarios import SCENARIOS
 from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
@@ -71,34 +75,8 @@ log = logging.getLogger(__name__)
 KeepCluster = Literal["never", "on-failure", "always"]
 
 
-@dataclass(frozen=True)
-class PhaseSpec:
-    name: str
-    round: int
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    phases: tuple[PhaseSpec, ...]
-
-
-def _rebuild_phases() -> tuple[PhaseSpec, ...]:
-    first = [PhaseSpec(n, 1) for n in ("preflight", "provision", "bootstrap", "converge",
-                                       "verify", "disaster")]
-    second = [PhaseSpec(n, 2) for n in ("provision", "bootstrap", "converge", "verify")]
-    return tuple(first + second)
-
-
-SCENARIOS: dict[str, Scenario] = {
-    "full-rebuild": Scenario(
-        "full-rebuild",
-        "Build the cluster from Git, delete it (the disaster), rebuild it from Git, and measure "
-        "time-to-ready and manual steps of the rebuild.",
-        _rebuild_phases(),
-    ),
-}
+__all__ = ["SCENARIOS", "PhaseSpec", "Scenario"]  # re-exported: the registry lives in
+# harness.scenarios, the dataclasses in harness.core.scenario
 
 
 @dataclass(frozen=True)
@@ -119,6 +97,8 @@ class DrillOptions:
     flux: FluxSettings = field(default_factory=FluxSettings)
     config: Config = field(default_factory=Config.from_env)
     provider_options: dict[str, Any] = field(default_factory=dict)
+    scenario_options: dict[str, Any] = field(default_factory=dict)
+    """The scenario's own knobs (`--scenario-option key=value`), e.g. the drift targets."""
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -131,6 +111,11 @@ def validate_options(opts: DrillOptions) -> None:
     if opts.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {opts.scenario!r}",
                           fix=f"use one of: {', '.join(sorted(SCENARIOS))}")
+    unknown = sorted(set(opts.scenario_options) - set(SCENARIOS[opts.scenario].options))
+    if unknown:
+        known = ", ".join(sorted(SCENARIOS[opts.scenario].options)) or "none"
+        raise ConfigError(f"scenario {opts.scenario} has no option {', '.join(unknown)}",
+                          fix=f"its options: {known}")
     get_provider(opts.provider)
     if opts.rto_s is not None and opts.rto_s <= 0:
         raise ConfigError(f"--rto must be a positive number of seconds, got {opts.rto_s}")
@@ -173,6 +158,24 @@ class RunState:
     diagnostics: dict[str, str] = field(default_factory=dict)
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """What a scenario's hooks keep between phases (snapshots, timings)."""
+
+    @property
+    def scenario(self) -> Scenario:
+        return SCENARIOS.get(self.opts.scenario, SCENARIOS["full-rebuild"])
+
+    @property
+    def flux_settings(self) -> FluxSettings:
+        return replace(self.opts.flux, **self.scenario.flux_overrides)
+
+    def option(self, key: str) -> Any:
+        """A scenario option: the user's `--scenario-option`, else the scenario's default."""
+        return self.scenario.option(self.opts.scenario_options, key)
+
+    def collect(self, rnd: int) -> None:
+        """Diagnostics of the live cluster, before anything takes it down."""
+        _collect(self, rnd)
 
     def describe_provider(self, rnd: int) -> None:
         if self.provider is None:
@@ -216,13 +219,15 @@ def provision(s: RunState, rnd: int) -> None:
     ctx = ProviderContext(
         run_id=s.run_id, cluster_name=f"r{rnd}", workdir=s.workdir / f"round{rnd}",
         config=s.opts.config, tools=s.tools,
-        options={"nodes": s.opts.nodes, **s.opts.provider_options})
+        options={"nodes": s.opts.nodes, **s.opts.provider_options,
+                 **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
+                                                      **s.opts.provider_options})
+                    if s.scenario.provider_options else {})})
     provider = factory(ctx)
     s.provider = provider  # registered before create: teardown deletes half-made clusters too
     try:
-        with s.drill.manual_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
-                                 automatable=True,
-                                 performed_by=f"drdrill ({s.opts.provider} provider)"):
+        with s.drill.automated_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
+                                    performed_by=f"drdrill ({s.opts.provider} provider)"):
             provider.create()
     finally:
         s.describe_provider(rnd)
@@ -251,16 +256,17 @@ def bootstrap(s: RunState, rnd: int) -> None:
                                  performed_by="drdrill (from --inputs)"):
             ensure_namespace(s.api, item.namespace)
             apply_all(s.api, docs, source=str(s.opts.inputs))
-    with s.drill.manual_step("bootstrap-flux", "Install Flux and apply the sync objects "
-                             "(what `flux bootstrap` does)", automatable=True,
-                             performed_by="drdrill"):
-        s.flux = FluxRuntime(s.provider, s.api, s.tools, s.crds, s.opts.flux)
+    with s.drill.automated_step("bootstrap-flux", "Install Flux and apply the sync objects "
+                                "(what `flux bootstrap` does)"):
+        if s.flux is None or s.flux.provider is not s.provider:
+            s.flux = FluxRuntime(s.provider, s.api, s.tools, s.crds, s.flux_settings)
         s.flux.install()
         url = s.provider.git_url(s.git.url) if isinstance(s.provider, SupportsGitAccess) \
             else s.git.url
         apply_all(s.api, sync_objects(url=url, branch=s.rev.branch,
-                                      path=s.model.cluster_path, settings=s.opts.flux,
-                                      patches=s.model.sync_patches), source="drdrill sync")
+                                      path=s.model.cluster_path, settings=s.flux_settings,
+                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches)),
+                  source="drdrill sync")
 
 
 def converge(s: RunState, rnd: int) -> None:
@@ -276,7 +282,7 @@ def converge(s: RunState, rnd: int) -> None:
         s.progress(f"converge: {done}/{total} ready ({obj.ref} after {obj.ready_after_s:.1f}s)")
 
     converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
-                          start=s.drill.phase_starts[("provision", rnd)], on_change=on_change,
+                          start=s.drill.round_start(rnd), on_change=on_change,
                           revision_free=revision_free)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
 
@@ -285,28 +291,34 @@ def verify(s: RunState, rnd: int) -> None:
     problems = verify_rollouts(s.api, timeout_s=60)
     if problems:
         raise RolloutFailed("workloads not rolled out:\n  " + "\n  ".join(problems))
-    last_round = max(p.round for p in SCENARIOS[s.opts.scenario].phases)
-    if rnd == last_round and s.opts.rto_s is not None:
-        ttr = s.drill.time_to_ready(round=rnd)
-        if ttr is not None and ttr > s.opts.rto_s:
-            raise RTOExceeded(ttr, s.opts.rto_s)
+    s.drill.mark("converged", round=rnd)  # converged = Flux objects ready + rolled out
+    scenario = s.scenario
+    if scenario.verify is not None:
+        scenario.verify(s, rnd)
+    if rnd == scenario.last_round:
+        if s.opts.rto_s is not None:
+            ttr = s.drill.time_to_ready(round=rnd)
+            if ttr is not None and ttr > s.opts.rto_s:
+                raise RTOExceeded(ttr, s.opts.rto_s)
+        if scenario.expectation is not None:
+            scenario.expectation(s)
 
 
 def disaster(s: RunState, rnd: int) -> None:
-    """Lose the cluster: every process and its data are gone, as if the hardware died."""
-    assert s.provider is not None
-    _collect(s, rnd)
-    s.provider.delete()
-    s.describe_provider(rnd)
-    if s.provider.is_up():
-        raise HarnessError("the disaster did not take the cluster down")
-    s.provider = None
-    s.api = None
+    hook = s.scenario.disaster
+    assert hook is not None  # Scenario checks that a disaster phase has its hook
+    hook(s, rnd)
+
+
+def recover(s: RunState, rnd: int) -> None:
+    hook = s.scenario.recover
+    assert hook is not None
+    hook(s, rnd)
 
 
 ACTIONS: dict[str, Callable[[RunState, int], None]] = {
     "preflight": preflight, "provision": provision, "bootstrap": bootstrap,
-    "converge": converge, "verify": verify, "disaster": disaster,
+    "converge": converge, "verify": verify, "disaster": disaster, "recover": recover,
 }
 
 
@@ -399,7 +411,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
                 revision=t.revision, depends_on=t.depends_on, round=rnd,
                 first_seen_s=round(t.first_seen_s, 3), ready=t.ready_after_s is not None,
                 message=t.last.message if t.last else None))
-    last = max(p.round for p in SCENARIOS.get(s.opts.scenario, SCENARIOS["full-rebuild"]).phases)
+    last = s.scenario.last_round
     critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
@@ -412,7 +424,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
         "first_build_ttr_s": d.time_to_ready(round=1),
         "converge_timeout_s": s.opts.converge_timeout_s,
         "keep_cluster": s.opts.keep_cluster,
-        "local_run_changes": list(s.model.local_changes) if s.model else [],
+        "local_run_changes": [*(s.model.local_changes if s.model else ()),
+                              *s.scenario.local_changes],
     }
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
@@ -427,7 +440,19 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
         manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
         notes=notes,
         recovery_round=last,
+        recovery_figures=_figures(s),
+        automated_steps=tuple(d.automated_steps),
     )
+
+
+def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:
+    if s.scenario.figures is None:
+        return ()
+    try:
+        return tuple(s.scenario.figures(s))
+    except Exception as exc:  # noqa: BLE001 - a figure must never hide the drill's real error
+        log.warning("computing the %s recovery figures failed: %s", s.opts.scenario, exc)
+        return ()
 
 
 def _error_text(error: BaseException | None) -> str | None:
