@@ -475,8 +475,10 @@ def check_inputs(model: RepoModel, supplied: SuppliedInputs, inputs_dir: Path | 
     missing = [i for i in model.manual_inputs
                if not i.replaced_in_drill and (i.kind, i.namespace, i.name) not in have]
     if missing:
-        lines = [f"{i.kind} {i.namespace}/{i.name} (needed by {', '.join(i.needed_by)} "
-                 f"via {i.field})" for i in missing]
+        lines = [f"{i.kind} {i.namespace}/{i.name}"
+                 + (" (the SOPS decryption key, e.g. age.agekey)"
+                    if i.field == "spec.decryption.secretRef" else "")
+                 + f" (needed by {', '.join(i.needed_by)} via {i.field})" for i in missing]
         where = f"in {inputs_dir}" if inputs_dir else "with --inputs DIR"
         raise InputError(
             "manual inputs missing: " + "; ".join(lines),

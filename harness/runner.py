@@ -198,7 +198,8 @@ def preflight(s: RunState, rnd: int) -> None:
     wanted = getattr(factory, "required_tools", None)
     provider_tools = wanted({"nodes": s.opts.nodes, **s.opts.provider_options}) \
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
-    needed = (*provider_tools, "kustomize")  # kustomize renders the repo in preflight
+    # kustomize renders the repo in preflight; the scenario's hooks may run tools of their own
+    needed = (*provider_tools, "kustomize", *s.scenario.tools)
     s.tools = ensure_tools(s.opts.config, needed, progress=s.progress)
     s.crds = flux_crds(s.opts.config, progress=s.progress)
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)

@@ -55,6 +55,8 @@ class Scenario:
     """FluxSettings fields this scenario needs (e.g. a short Kustomization interval)."""
     sync_patches: tuple[Mapping[str, Any], ...] = ()
     """Extra patches on the root Kustomization, said in the report as local-run changes."""
+    tools: tuple[str, ...] = ()
+    """Pinned tools the hooks run (resolved in preflight with the provider's)."""
     local_changes: tuple[str, ...] = ()
     """What this scenario changes to run (said in the report next to the repo's own)."""
     options: Mapping[str, Any] = field(default_factory=dict)

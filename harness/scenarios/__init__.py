@@ -12,6 +12,7 @@ from harness.scenarios import (
     new_hardware,
     node_loss,
     rollback,
+    secrets_bootstrap,
 )
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -23,4 +24,5 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     controller_crash.SCENARIO,
     git_outage.SCENARIO,
     node_loss.SCENARIO,
+    secrets_bootstrap.SCENARIO,
 )}
