@@ -40,7 +40,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def drill(session: nox.Session) -> None:
-    """Run a drill of this repo on the embedded provider (`-- --scenario NAME`); prints the report."""
+    """A drill of this repo on the embedded provider (`-- --scenario NAME`); prints the report."""
     _install(session)
     session.run("drdrill", "tools", "ensure")
     args = list(session.posargs)

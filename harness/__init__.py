@@ -19,7 +19,7 @@ _WHERE = {
     "FluxSettings": "harness.flux",
     "HarnessError": "harness.errors",
     "ProviderContext": "harness.providers",
-    "SCENARIOS": "harness.runner",
+    "SCENARIOS": "harness.scenarios",
     "analyze": "harness.repo",
     "ensure_tools": "harness.tools",
     "run_drill": "harness.runner",

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from harness.config import Config
 from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
-from harness.core.scenario import PhaseSpec, Scenario
+from harness.core.scenario import Scenario
 from harness.diagnostics import collect_diagnostics
 from harness.drill import Drill
 from harness.errors import (
@@ -73,10 +73,6 @@ from harness.verify import verify_rollouts
 log = logging.getLogger(__name__)
 
 KeepCluster = Literal["never", "on-failure", "always"]
-
-
-__all__ = ["SCENARIOS", "PhaseSpec", "Scenario"]  # re-exported: the registry lives in
-# harness.scenarios, the dataclasses in harness.core.scenario
 
 
 @dataclass(frozen=True)
