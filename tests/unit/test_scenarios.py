@@ -218,3 +218,32 @@ def test_node_loss_fails_while_a_pod_is_still_on_the_lost_node():
     assert node_loss.off_node_problems([("Deployment", "podinfo/podinfo")],
                                        {"podinfo/podinfo-b": "node-2"},
                                        {"podinfo/podinfo": None}, "node-1") == []
+
+
+def test_every_writer_shows_the_figure_of_a_recovery_without_provision(tmp_path):
+    from harness.report.model import DrillReport, FigureItem, ManualStep, PhaseRecord
+    from harness.report.model import RecoveryFigure as Fig
+    from harness.report.writers import write_all
+
+    phases_ = tuple(PhaseRecord(n, "2026-01-01T00:00:00.000Z", 2.0, "passed", round=r,
+                                offset_s=i * 2.0)
+                    for i, (r, n) in enumerate([(1, "preflight"), (1, "provision"),
+                                                (1, "converge"), (1, "verify"), (1, "disaster"),
+                                                (2, "recover"), (2, "converge"), (2, "verify")]))
+    report = DrillReport(
+        run_id="r", scenario="drift", provider="embedded", repo="/r", revision="abc",
+        verdict="failed", started_at="2026-01-01T00:00:00.000Z", time_to_ready_s=6.0,
+        rto_target_s=None, phases=phases_, objects=(), manual_steps=(), critical_path=(),
+        settings={}, diagnostics={}, error="ExpectationFailed: drift: expectation not met",
+        recovery_round=2, recovery_figures=(Fig(
+            "time_to_revert_s", "time-to-revert", None, "Drift until restored.",
+            items=(FigureItem("edit ConfigMap/default/hand-made", None, "not managed by Flux"),),
+            limit_s=60.0, met=False),),
+        automated_steps=(ManualStep("provision-cluster", "Provide a cluster", "drdrill",
+                                    3.0, True, 1),))
+    written = write_all(report, tmp_path)
+    md = written["markdown"].read_text()
+    assert "**time-to-revert not reached**" in md and "not managed by Flux" in md
+    assert "Automated by drdrill" in md and "**0** manual steps" in md
+    assert "time-to-revert" in written["html"].read_text()
+    assert 'name="recovery.time_to_revert_s" value=""' in written["junit"].read_text()
