@@ -247,3 +247,30 @@ def test_every_writer_shows_the_figure_of_a_recovery_without_provision(tmp_path)
     assert "Automated by drdrill" in md and "**0** manual steps" in md
     assert "time-to-revert" in written["html"].read_text()
     assert 'name="recovery.time_to_revert_s" value=""' in written["junit"].read_text()
+
+
+def test_trend_shows_the_recovery_figure_and_still_reads_schema_1(tmp_path):
+    import json
+
+    from harness.report.trend import load_history, run_trend
+
+    for i, (version, value) in enumerate([(1, None), (2, 14.5), (2, 15.5)]):
+        data = {"schema_version": version, "run_id": f"r{i}", "scenario": "drift",
+                "provider": "embedded", "repo": "/r", "cluster": "clusters/x",
+                "verdict": "passed", "started_at": f"2026-01-0{i + 1}T00:00:00.000Z",
+                "time_to_ready_s": 20.0 + i, "recovery_round": 2, "phases": [],
+                "manual_steps": []}
+        if version == 2:
+            data["recovery_figure"] = {"name": "time_to_revert_s", "label": "time-to-revert",
+                                       "value_s": value, "met": True}
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "report.json").write_text(json.dumps(data))
+    history = load_history(tmp_path)
+    assert len(history.points) == 3 and not history.skipped
+    assert [p.figure for p in history.points] == [None, ("time-to-revert", 14.5),
+                                                  ("time-to-revert", 15.5)]
+    lines: list[str] = []
+    assert run_trend(tmp_path, tmp_path / "out", print_out=lines.append) == 0
+    table = "\n".join(lines)
+    header = next(line for line in table.splitlines() if line.startswith("| Started"))
+    assert "| time-to-revert |" in header and "| 15.5s |" in table
