@@ -6,15 +6,18 @@ under test; `git http-backend` (real Git) answers the protocol behind a small th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 from harness.command import Command, run
@@ -151,6 +154,29 @@ class _GitHTTPServer(ThreadingHTTPServer):
     root: Path
     requests: int = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self.open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut kept-alive client connections too: an outage must not spare them."""
+        with self._open_lock:
+            conns = list(self.open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
 
 class GitServer:
     """`with GitServer(rev, workdir) as srv:` serves `srv.url` until the block ends."""
@@ -192,6 +218,7 @@ class GitServer:
         port = int(self._httpd.server_address[1])
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.drop_connections()
         self._httpd = None
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -9,8 +9,14 @@ from typing import Any
 
 from harness.core.scenario import Scenario, phases
 from harness.errors import ConfigError, ExpectationFailed, HarnessError
-from harness.report.model import FigureItem, RecoveryFigure
-from harness.scenarios._common import condition, kustomizations, poll, since_round_start
+from harness.report.model import RecoveryFigure
+from harness.scenarios._common import (
+    condition,
+    figure_item,
+    kustomizations,
+    poll,
+    since_round_start,
+)
 
 NAME = "controller-crash"
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
@@ -77,8 +83,9 @@ def measured(s: Any) -> dict[str, float | None]:
     ready = [t.ready_after_s for t in result.objects.values()
              if t.ready_after_s is not None] if result else []
     converged = since_round_start(s, rnd, s.drill.marks.get(("converged", rnd)))
+    lost = time_lost(killed, restarted, ready, converged)
     return {"killed": killed, "restarted": restarted,
-            "lost": time_lost(killed, restarted, ready, converged),
+            "lost": None if lost is None else round(lost, 3),
             "down": None if killed is None or restarted is None else restarted - killed}
 
 
@@ -106,9 +113,9 @@ def figures(s: Any) -> Sequence[RecoveryFigure]:
             f"{s.option('controller')} killed mid-converge until convergence moved again after "
             "its restart (back-off included).", limit_s=limit,
             met=None if m["lost"] is None else m["lost"] <= limit,
-            items=(FigureItem("killed at (s into the round)", m["killed"]),
-                   FigureItem("restarted at (s into the round)", m["restarted"]),
-                   FigureItem("controller down", m["down"],
+            items=(figure_item("killed at (s into the round)", m["killed"]),
+                   figure_item("restarted at (s into the round)", m["restarted"]),
+                   figure_item("controller down", m["down"],
                               f"back-off {s.option('back_off_s')}s, as a kubelet's first "
                               "CrashLoopBackOff"))),
         RecoveryFigure("time_to_ready_s", "time-to-ready with the crash",
