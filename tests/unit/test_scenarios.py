@@ -274,3 +274,19 @@ def test_trend_shows_the_recovery_figure_and_still_reads_schema_1(tmp_path):
     table = "\n".join(lines)
     header = next(line for line in table.splitlines() if line.startswith("| Started"))
     assert "| time-to-revert |" in header and "| 15.5s |" in table
+
+
+def test_secrets_bootstrap_fails_when_a_secret_is_still_ciphertext_or_differs():
+    from harness.scenarios import secrets_bootstrap as sb
+
+    plain = {"username": "drill", "password": "s3cr3t-value"}
+    ref = "Secret/whoami/whoami-credentials"
+    assert sb.decryption_problems(ref, dict(plain), plain) == []
+    problems = sb.decryption_problems(
+        ref, {"username": "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]", "password": "q"}, plain)
+    assert problems == [f"{ref}: key username still SOPS ciphertext",
+                        f"{ref}: key password differs from `sops --decrypt` of the file"]
+    assert "s3cr3t-value" not in " ".join(problems)  # values never in messages
+    assert sb.decryption_problems(ref, None, plain) == [f"{ref}: not in the cluster"]
+    files = sb.sops_files(REPO, "./infrastructure/secrets")
+    assert [d["metadata"]["name"] for _, d in files] == ["whoami-credentials"]
