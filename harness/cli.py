@@ -148,7 +148,8 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
                   + " → ".join(p.name for p in sc.phases))
             if sc.options:
                 print(f"{'':<{width}}  options: "
-                      + ", ".join(f"{k}={v}" for k, v in sc.options.items()))
+                      + ", ".join(f"{k}={'(auto)' if v is None else v}"
+                                  for k, v in sc.options.items()))
     return 0
 
 
