@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.errors import NotConverged, ObjectFailed
+from harness.gitops.kinds import KINDS, KindSpec, by_kind
 from harness.report.model import CriticalHop
 
 log = logging.getLogger(__name__)
@@ -33,21 +35,47 @@ class WatchedKind:
     version: str
     plural: str
     kind: str
+    readiness: str = "ready"
+
+    @classmethod
+    def of(cls, k: KindSpec) -> WatchedKind:
+        return cls(k.group, k.version, k.plural, k.kind, k.readiness)
 
 
-KUSTOMIZATIONS = WatchedKind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations",
-                             "Kustomization")
-GIT_REPOSITORIES = WatchedKind("source.toolkit.fluxcd.io", "v1", "gitrepositories",
-                               "GitRepository")
-OCI_REPOSITORIES = WatchedKind("source.toolkit.fluxcd.io", "v1", "ocirepositories",
-                               "OCIRepository")
-HELM_RELEASES = WatchedKind("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease")
+KUSTOMIZATIONS = WatchedKind.of(by_kind("Kustomization"))
+GIT_REPOSITORIES = WatchedKind.of(by_kind("GitRepository"))
+OCI_REPOSITORIES = WatchedKind.of(by_kind("OCIRepository"))
+HELM_RELEASES = WatchedKind.of(by_kind("HelmRelease"))
 
 DEFAULT_KINDS = (KUSTOMIZATIONS, GIT_REPOSITORIES)
+SOURCE_KINDS = tuple(WatchedKind.of(by_kind(k)) for k in
+                     ("GitRepository", "OCIRepository", "HelmRepository", "HelmChart", "Bucket"))
+WATCHER_KINDS = tuple(WatchedKind.of(by_kind(k)) for k in ("ExternalArtifact",
+                                                            "ArtifactGenerator"))
+
+
+def watched_kinds(*, helm: bool, watcher: bool) -> tuple[WatchedKind, ...]:
+    """Every kind the drill's controllers serve, from the one table (harness.gitops.kinds)."""
+    return (KUSTOMIZATIONS, *SOURCE_KINDS, *((HELM_RELEASES,) if helm else ()),
+            *(WATCHER_KINDS if watcher else ()))
+
 
 # Ready=False reasons after which Flux will not get there on its own for this revision.
-TERMINAL_REASONS = frozenset({"BuildFailed", "HealthCheckFailed", "InvalidPath",
-                              "ArtifactFailedPermanently"})
+# Not HealthCheckFailed: kustomize-controller retries health checks at the next interval (a slow
+# image pull on real nodes looks like that), so it is left to the converge deadline.
+TERMINAL_REASONS = frozenset({"BuildFailed", "InvalidPath", "ArtifactFailedPermanently"})
+# Ready=False reasons that mean "waiting on something else", never a failure of their own
+# (HealthCheckFailed too, for the reason above).
+WAITING_REASONS = frozenset({"DependencyNotReady", "Progressing", "ProgressingWithRetry",
+                             "Reconciling", "NoStatus", "OtherRevision", "SourceNotReady",
+                             "HelmChartNotReady", "ArtifactInStorage", "HealthCheckFailed"})
+NEVER_SERVED = frozenset(k.kind for k in KINDS if not k.runnable)
+"""Flux kinds whose controller the drill does not run: their CRDs never appear."""
+# Ready=False reasons Flux shows while it retries: they neither start nor end a failure.
+RETRYING_REASONS = frozenset({"Progressing", "ProgressingWithRetry", "Reconciling"})
+STUCK_AFTER_S = 30.0
+"""A Ready=False reason and message unchanged this long (several of Flux's retries, with only
+its "Progressing" in between) fail the drill with a diagnosis."""
 
 
 def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
@@ -74,10 +102,13 @@ def readiness(obj: Mapping[str, Any], kind: str, *, revision: str,
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     generation = meta.get("generation")
-    if kind == "GitRepository" or kind == "OCIRepository":
+    rule = _rule(kind)
+    if rule == "artifact":
         got = (status.get("artifact") or {}).get("revision")
     else:
         got = status.get("lastAppliedRevision") or status.get("lastAttemptedRevision")
+    if rule == "static" or (kind == "HelmRepository" and spec.get("type") == "oci"):
+        return Readiness(True, False, "Static", "no status to wait for", got)
     if spec.get("suspend"):
         return Readiness(False, True, "Suspended", "spec.suspend is true", got)
     stalled = _condition(obj, "Stalled")
@@ -90,16 +121,24 @@ def readiness(obj: Mapping[str, Any], kind: str, *, revision: str,
     current = ready.get("observedGeneration", status.get("observedGeneration")) == generation
     if ready.get("status") == "True" and current:
         at_rev = (not expect_revision) or (got is not None and _same_revision(got, revision))
-        if kind not in ("GitRepository", "OCIRepository") and kind != "Kustomization":
+        if rule == "ready":
             at_rev = True  # HelmRelease readiness is about its chart, not the Git revision
         if at_rev:
             return Readiness(True, False, str(ready.get("reason", "")),
                              str(ready.get("message", "")), got)
-        return Readiness(False, False, "OtherRevision", f"ready at {got}, waiting for {revision}",
-                         got)
+        return Readiness(False, False, "OtherRevision",
+                         f"ready at {got}, waiting for {revision}" if got else
+                         f"no artifact yet, waiting for {revision}", got)
     reason = str(ready.get("reason", ""))
     terminal = ready.get("status") == "False" and current and reason in TERMINAL_REASONS
     return Readiness(False, terminal, reason, str(ready.get("message", "")), got)
+
+
+def _rule(kind: str) -> str:
+    try:
+        return by_kind(kind).readiness
+    except KeyError:
+        return "ready"
 
 
 def _same_revision(got: str, want: str) -> bool:
@@ -119,6 +158,16 @@ class Tracked:
     last: Readiness | None = None
     parent: str | None = None
     source: str | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+    """The last status.conditions seen (type, status, reason, message)."""
+    url: str | None = None
+    """The remote a source fetches (spec.url / spec.endpoint)."""
+    failing_since: float | None = None
+    fail_key: tuple[str, str] | None = None
+    fail_state: Readiness | None = None
+    """(reason, message) of a Ready=False that is not a wait, and since when it holds."""
+    waiting_on: str = ""
+    """Why it is not ready, in words (dependency, source, health check, Flux's message)."""
 
     @property
     def ref(self) -> str:
@@ -128,7 +177,8 @@ class Tracked:
 @dataclass
 class ConvergeResult:
     objects: dict[str, Tracked]
-    converged_after_s: float
+    converged_after_s: float | None = None
+    """None while converging, or when it never did (the objects are what was seen)."""
 
     def critical_path(self) -> list[CriticalHop]:
         return critical_path(self.objects)
@@ -156,6 +206,15 @@ class Converger:
     on_change: Callable[[int, int, Tracked], None] | None = None
     revision_free: frozenset[str] = frozenset()
     """Refs whose revision is not the repo under test (other sources): Ready is enough."""
+    sync_sources: frozenset[str] = frozenset({"GitRepository/flux-system/flux-system"})
+    """The source(s) of the repo under test: only they, and Kustomizations built from them,
+    must be at the revision; every other source is ready at its own revision."""
+    stuck_after_s: float = STUCK_AFTER_S
+    on_progress: Callable[[str], None] | None = None
+    """Called with a one-line summary naming what holds convergence up: when it changes, and
+    every few seconds (a terminal shows time moving; a CI log keeps only changes)."""
+    webhooks: Mapping[str, str] = field(default_factory=dict)
+    """Admission webhook name -> what installs it (from preflight), for diagnoses."""
     objects: dict[str, Tracked] = field(default_factory=dict)
 
     def run(self, *, timeout_s: float) -> ConvergeResult:
@@ -168,6 +227,7 @@ class Converger:
                                     name=f"watch-{k.plural}", daemon=True) for k in self.kinds]
         for t in threads:
             t.start()
+        last_summary, last_at = "", 0.0
         try:
             while True:
                 remaining = deadline - self.clock()
@@ -178,13 +238,21 @@ class Converger:
                 try:
                     item = events.get(timeout=min(remaining, 1.0))
                 except queue.Empty:
-                    continue
+                    item = None
                 if isinstance(item, BaseException):
                     raise item
-                kind, etype, obj = item
-                self._fold(kind, etype, obj, self.clock() - start)
-                if self._done():
-                    return ConvergeResult(dict(self.objects), self.clock() - start)
+                now = self.clock() - start
+                if item is not None:
+                    kind, etype, obj = item
+                    self._fold(kind, etype, obj, now)
+                    if self._done():
+                        return ConvergeResult(dict(self.objects), self.clock() - start)
+                self.check_stuck(now)
+                summary = self.summary()
+                if self.on_progress is not None and (summary != last_summary or
+                                                     now - last_at >= 3.0):
+                    last_summary, last_at = summary, now
+                    self.on_progress(summary)
         finally:
             stop.set()
             for t in threads:
@@ -211,19 +279,124 @@ class Converger:
             tracked = Tracked(kind.kind, ns, name, now, deps, parent=_owner_ref(obj),
                               source=source)
             self.objects[ref] = tracked
+        tracked.conditions = tuple(
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in (obj.get("status") or {}).get("conditions") or [] if isinstance(c, dict))
+        url = spec.get("url") or spec.get("endpoint")
+        tracked.url = str(url) if url else None
         if tracked.ready_after_s is not None:
             return
         state = readiness(obj, kind.kind, revision=self.revision,
-                          expect_revision=ref not in self.revision_free)
+                          expect_revision=self._expects_revision(ref, kind.kind, tracked))
         tracked.last = state
         tracked.revision = state.revision
+        tracked.waiting_on = self._why(tracked, state)
+        key = (state.reason, state.message)
+        missing_source = _waits_on_source(state) and tracked.source is not None and \
+            tracked.source not in self.objects and tracked.source not in self.expected
+        if missing_source:
+            # Waiting on a source that does not exist is a failure once nothing creates it.
+            tracked.waiting_on = f"source {tracked.source}, which is not in the cluster"
+        if state.reason in RETRYING_REASONS:
+            pass  # Flux retrying: the failure before it still holds until another replaces it
+        elif state.ready or state.reason in WAITING_REASONS or \
+                (_waits_on_source(state) and not missing_source):
+            tracked.failing_since, tracked.fail_key, tracked.fail_state = None, None, None
+        elif tracked.fail_key != key:
+            tracked.failing_since, tracked.fail_key, tracked.fail_state = now, key, state
         if state.failed:
-            raise ObjectFailed(ref, state.reason, state.message)
+            raise ObjectFailed(ref, state.reason, self.diagnose(tracked, state))
+        if _no_crd(state.message) in NEVER_SERVED:  # no CRD will ever come: fail at once
+            raise ObjectFailed(ref, state.reason, self.diagnose(tracked, state))
         if state.ready:
             tracked.ready_after_s = now
             if self.on_change is not None:
                 done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
                 self.on_change(done, len(self._all_refs()), tracked)
+
+    def _expects_revision(self, ref: str, kind: str, tracked: Tracked) -> bool:
+        if ref in self.revision_free:
+            return False
+        rule = _rule(kind)
+        if rule == "artifact":
+            return ref in self.sync_sources
+        if rule == "applied":
+            return tracked.source is None or tracked.source in self.sync_sources
+        return False
+
+    def _why(self, t: Tracked, state: Readiness) -> str:
+        if state.ready:
+            return ""
+        if state.reason == "DependencyNotReady" or "dependency" in state.message.lower():
+            pending = [d for d in t.depends_on if not self._ready(f"{t.kind}/{d}")]
+            return f"dependency {', '.join(pending) or state.message} not ready"
+        if _waits_on_source(state) and t.source:
+            return f"source {t.source} not ready"
+        if "health check" in state.message.lower() or (state.reason == "Progressing" and \
+                "wait" in state.message.lower()):
+            return f"health check: {_first_line(state.message)}"
+        if state.reason == "OtherRevision":
+            return state.message
+        return f"{state.reason}: {_first_line(state.message)}" if state.reason else \
+            _first_line(state.message)
+
+    def _ready(self, ref: str) -> bool:
+        t = self.objects.get(ref)
+        return t is not None and t.ready_after_s is not None
+
+    def check_stuck(self, now: float) -> None:
+        """Fail on an object whose failure has not changed across Flux's retries."""
+        for t in self.objects.values():
+            if t.ready_after_s is None and t.failing_since is not None and \
+                    t.fail_state is not None and now - t.failing_since >= self.stuck_after_s:
+                raise ObjectFailed(t.ref, t.fail_state.reason, self.diagnose(
+                    t, t.fail_state, held_s=now - t.failing_since))
+
+    def diagnose(self, t: Tracked, state: Readiness, *, held_s: float | None = None) -> str:
+        """Flux's message plus what it means for a drill: the URL a source could not fetch,
+        the kind that has no CRD, the webhook nobody answers for."""
+        msg = state.message
+        held = f" (unchanged for {held_s:.0f}s of Flux's retries)" if held_s else ""
+        parts = [f"{_first_line(msg)}{held}"]
+        if t.url and t.kind in ("GitRepository", "OCIRepository", "HelmRepository", "Bucket"):
+            parts.append(f"cannot fetch {t.url}: this recovery needs that remote reachable "
+                         "(an external dependency)")
+        kind = _no_crd(msg)
+        if kind:
+            try:
+                k = next(x for x in KINDS if x.kind == kind)
+                parts.append(f"kind {kind} has no CRD in the cluster: it is served by "
+                             f"{k.controller}, which this drill does not run")
+            except StopIteration:
+                parts.append(f"kind {kind} has no CRD in the cluster: install its CRD first "
+                             "(dependsOn the Kustomization or HelmRelease that ships it)")
+        hook = WEBHOOK_CALL.search(msg)
+        if hook:
+            name = hook.group(1)
+            who = self.webhooks.get(name) or next(
+                (v for k, v in self.webhooks.items() if k in name or name.endswith(k)),
+                None)
+            parts.append(f"admission webhook {name}" + (f" (installed by {who})" if who else "")
+                         + " has no running pod behind it: the embedded cluster (kwok) runs no "
+                           "containers; drill this repo with --provider kind or lab")
+        return "; ".join(parts)
+
+    def summary(self) -> str:
+        """`converge: 3/7 ready; waiting on A (why), B (why)` — the objects that hold the rest
+        up first (those not merely waiting on a dependency)."""
+        refs = self._all_refs()
+        done = sum(1 for r in refs if self._ready(r))
+        pending = [self.objects[r] for r in sorted(refs) if r in self.objects
+                   and self.objects[r].ready_after_s is None]
+        unseen = [r for r in sorted(refs) if r not in self.objects]
+        blocking = sorted(pending, key=lambda t: (t.waiting_on.startswith("dependency"),
+                                                  t.waiting_on.startswith("source"), t.ref))
+        shown = [f"{t.ref} ({t.waiting_on or 'no status yet'})" for t in blocking[:3]]
+        shown += [f"{r} (not applied yet)" for r in unseen[:max(0, 3 - len(shown))]]
+        more = len(pending) + len(unseen) - len(shown)
+        return (f"converge: {done}/{len(refs)} ready" +
+                (f"; waiting on {', '.join(shown)}" if shown else "") +
+                (f" and {more} more" if more > 0 else ""))
 
     def _all_refs(self) -> set[str]:
         return set(self.objects) | self.expected
@@ -241,6 +414,8 @@ class Converger:
             elif t.ready_after_s is None:
                 last = t.last
                 out[ref] = (f"{last.reason}: {last.message}" if last else "no status yet")
+                if t.waiting_on and last and t.waiting_on != f"{last.reason}: {last.message}":
+                    out[ref] += f" [waiting on {t.waiting_on}]"
         return out
 
     # -- watching ----------------------------------------------------------------------------
@@ -283,6 +458,26 @@ class Converger:
                 log.debug("watch %s dropped: %s; resuming", kind.plural, exc)
                 time.sleep(min(backoff, max(0.0, deadline - self.clock())))
                 backoff = min(backoff * 2, 2.0)
+
+
+WEBHOOK_CALL = re.compile(r'failed calling webhook \\?"([^"\\]+)\\?"')
+_NO_MATCH = re.compile(r'no matches for kind \\?"?([A-Za-z0-9]+)\\?"?')
+
+
+def _no_crd(message: str) -> str | None:
+    m = _NO_MATCH.search(message)
+    return m.group(1) if m else None
+
+
+def _waits_on_source(state: Readiness) -> bool:
+    msg = state.message.lower()
+    return state.reason in ("ArtifactFailed", "SourceNotReady") and (
+        "not found" in msg or "not ready" in msg or "retrying" in msg)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def critical_path(objects: Mapping[str, Tracked]) -> list[CriticalHop]:

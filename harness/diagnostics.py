@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client as k8s
 
 from harness.providers import ClusterProvider
-from harness.report.redact import redact
+from harness.report.redact import write_report_file
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def collect_diagnostics(provider: ClusterProvider, api: Any, report_dir: Path,
                 for item in items:
                     (item.get("metadata") or {}).pop("managedFields", None)
                 path = out / f"{plural}.yaml"
-                path.write_text(redact(yaml.safe_dump_all(items, sort_keys=False)))
+                write_report_file(path, yaml.safe_dump_all(items, sort_keys=False))
                 written[f"{label}/{plural}"] = path
             except Exception as exc:  # noqa: BLE001 - best effort, see docstring
                 log.warning("diagnostics: listing %s failed: %s", plural, exc)
@@ -48,13 +48,13 @@ def collect_diagnostics(provider: ClusterProvider, api: Any, report_dir: Path,
                      f"{e.involved_object.namespace}/{e.involved_object.name} {e.reason}: "
                      f"{e.message}" for e in events]
             path = out / "events.txt"
-            path.write_text(redact("\n".join(sorted(lines, key=str)) + "\n"))
+            write_report_file(path, "\n".join(sorted(lines, key=str)) + "\n")
             written[f"{label}/events"] = path
         except Exception as exc:  # noqa: BLE001
             log.warning("diagnostics: listing events failed: %s", exc)
     try:
         for f in provider.dump_logs(out / "logs"):
-            f.write_text(redact(f.read_text(errors="replace")))
+            write_report_file(f, f.read_text(errors="replace"))
             written[f"{label}/logs/{f.stem}"] = f
     except Exception as exc:  # noqa: BLE001
         log.warning("diagnostics: dumping logs failed: %s", exc)

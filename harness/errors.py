@@ -1,6 +1,7 @@
 """Every error drdrill raises on purpose, as one tree.
 
-Two roots, because users must tell them apart at a glance (Allure: *failed* vs *broken*):
+Three roots, because users must tell them apart at a glance (Allure: *failed* vs *broken*),
+and because an interrupt must never be mistaken for an error a best-effort handler may swallow:
 
     DrillFailure (AssertionError)        a DR expectation was not met -> "failed"
     ├── NotConverged                     objects not ready at the revision by the deadline
@@ -25,13 +26,19 @@ Two roots, because users must tell them apart at a glance (Allure: *failed* vs *
     │   └── UnknownDependencyError       dependsOn names an object nothing defines
     ├── InputError                       a manual input (Secret/ConfigMap not in Git) is missing
     ├── ProviderError                    a cluster could not be created, reached or deleted
+    │   ├── DisasterIncomplete           the disaster left parts of the cluster running (named)
     │   ├── ProcessExitedError           an embedded control-plane process died (log tail kept)
     │   ├── SSHError                     a lab host cannot be reached or refuses the login
     │   │   └── HostKeyError             a host presented a key the inventory does not trust
     │   └── DockerUnavailable            kind/k3d: no docker CLI or no engine answering
     ├── GitServerError
-    ├── DrillInterrupted                 SIGINT/SIGTERM arrived while a drill ran
+    ├── WaitTimeout                      a wait ran out of time (the last observation kept)
+    ├── TeardownIncomplete               something the run made could not be released (named,
+    │                                    with `drdrill gc --run-id` as the fix)
     └── ReportError                      a report could not be written (e.g. disk full)
+
+    DrillInterrupted (BaseException)     SIGINT, SIGTERM or SIGHUP arrived -> "broken"; no
+                                         `except Exception` can swallow it
 
 Every error builds its message from structured fields, so reports can show both.
 """
@@ -174,8 +181,42 @@ class GitServerError(HarnessError):
     """The local Git smart-HTTP server could not serve the repository."""
 
 
-class DrillInterrupted(HarnessError):
-    """The drill was interrupted by a signal."""
+class WaitTimeout(HarnessError):
+    """A wait ran out of time; the message carries the last observation."""
+
+
+class DisasterIncomplete(ProviderError):
+    """The disaster's delete returned, but the real world says the cluster is not gone."""
+
+    def __init__(self, cluster: str, leftovers: Sequence[str]) -> None:
+        self.cluster = cluster
+        self.leftovers = list(leftovers)
+        super().__init__(f"the disaster did not take cluster {cluster} down; still there: "
+                         + "; ".join(self.leftovers),
+                         fix="the provider's delete() does not remove everything it made: "
+                             "fix the provider (the drill cannot measure a rebuild otherwise)")
+
+
+class TeardownIncomplete(HarnessError):
+    """Teardown released what it could; these resources of the run are still there."""
+
+    def __init__(self, run_id: str, failures: Sequence[str], leftovers: Sequence[str]) -> None:
+        self.run_id = run_id
+        self.failures = list(failures)
+        self.leftovers = list(leftovers)
+        parts = [f"teardown of run {run_id} is incomplete"]
+        parts += [f"  release failed: {f}" for f in self.failures]
+        parts += [f"  left behind: {item}" for item in self.leftovers]
+        super().__init__("\n".join(parts), fix=f"drdrill gc --run-id {run_id}")
+
+
+class DrillInterrupted(BaseException):
+    """A signal (SIGINT, SIGTERM, SIGHUP) ended the drill; the verdict is *broken*.
+
+    A BaseException, like KeyboardInterrupt, so that the best-effort `except Exception` blocks
+    (diagnostics, descriptions, probes) cannot swallow it and let the drill carry on. Not a
+    KeyboardInterrupt, so that pytest running a drill in-process does not end its session.
+    """
 
     def __init__(self, signal_name: str) -> None:
         self.signal_name = signal_name
@@ -184,6 +225,13 @@ class DrillInterrupted(HarnessError):
 
 class ReportError(HarnessError):
     """A report file could not be written."""
+
+    written: dict[str, Path]
+    """Label -> file of the writers that did succeed (when several were tried)."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.written = {}
+        super().__init__(message, fix=fix)
 
 
 class DrillFailure(AssertionError):

@@ -12,7 +12,7 @@ from typing import Any
 from harness.errors import ProviderError
 from harness.kube import apply_all, ensure_namespace, load_yaml_docs, wait_crds_established
 from harness.providers import ClusterProvider, SupportsFluxInstall, SupportsHostProcesses
-from harness.tools import FLUX_TOOLS, HELM_TOOLS, ResolvedTool
+from harness.tools import FLUX_TOOLS, HELM_TOOLS, WATCHER_TOOLS, ResolvedTool
 from harness.waits import http_ok, poll_until
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,20 @@ class FluxRuntime:
                 "--log-encoding=json",
                 *self.settings.flags("helm-controller"),
             ], h_health))
+        if WATCHER_TOOLS[0] in self.tools:  # only resolved for repos with ArtifactGenerators
+            (flux_dir / "watcher").mkdir(parents=True, exist_ok=True)
+            w_storage, w_metrics, w_health = host.ports(3)
+            controllers.append(("source-watcher", [
+                "--watch-all-namespaces=true",
+                f"--storage-path={flux_dir / 'watcher'}",
+                f"--storage-addr=127.0.0.1:{w_storage}",
+                f"--storage-adv-addr=127.0.0.1:{w_storage}",
+                f"--metrics-addr=127.0.0.1:{w_metrics}",
+                f"--health-addr=127.0.0.1:{w_health}",
+                "--enable-leader-election=false",
+                "--log-encoding=json",
+                *self.settings.flags("source-watcher"),
+            ], w_health))
         for name, args, _ in controllers:
             self.controller_flags[name] = args
             host.supervisor.start(name, [str(self.tools[name].path), *args], env=env)
@@ -134,7 +148,8 @@ class FluxRuntime:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS)
+            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS,
+                                                               *WATCHER_TOOLS)
                             if n in self.tools},
             "flags": self.controller_flags,
             "requeue_dependency": self.settings.requeue_dependency,

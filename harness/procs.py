@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "DRDRILL_RUN_ID"
 OWNER_ENV = "DRDRILL_OWNER"
-"""`<pid>:<start ticks>` of the harness process that started the child (see harness.gc)."""
+"""The owner token (see `owner_token`) of the harness process that started the child."""
+SCOPE_ENV = "DRDRILL_SCOPE"
+"""Which part of the run started the child (a cluster's folder), so a provider can check that
+exactly its own processes are gone."""
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -36,8 +39,72 @@ def process_start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def pid_namespace() -> str:
+    """The pid namespace this process lives in (`pid:[4026531836]` -> `4026531836`)."""
+    try:
+        return str(Path("/proc/self/ns/pid").readlink()).partition("[")[2].rstrip("]") or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def owner_token() -> str:
-    return f"{os.getpid()}:{process_start_ticks(os.getpid())}"
+    """`<pid>:<start ticks>:<boot id>:<pid namespace>` of this process: a pid alone means
+    nothing after a reboot, a recycled pid, or seen from another pid namespace (a CI container
+    sharing a Docker daemon)."""
+    pid = os.getpid()
+    return f"{pid}:{process_start_ticks(pid)}:{boot_id()}:{pid_namespace()}"
+
+
+def token_liveness(token: str) -> str:
+    """`alive`, `dead` or `unknown` for an owner token, from what this process can really see:
+    only a token of this boot and this pid namespace can be checked; anything else (another
+    namespace, another machine, an older token without them) is `unknown`."""
+    parts = token.split(":")
+    if len(parts) != 4 or not parts[0].isdigit():
+        return "unknown"
+    pid, start, boot, ns = parts
+    if boot != boot_id() or ns != pid_namespace() or ns == "unknown":
+        return "unknown"
+    return "alive" if str(process_start_ticks(int(pid))) == start else "dead"
+
+
+def process_environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return dict(v.decode(errors="replace").split("=", 1) for v in raw if b"=" in v)
+
+
+def drill_processes() -> Iterator[tuple[int, dict[str, str]]]:
+    """(pid, environment) of every visible process that carries DRDRILL_RUN_ID, except this one."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        env = process_environ(int(entry.name))
+        if env and env.get(RUN_ID_ENV):
+            yield int(entry.name), env
+
+
+def scoped_processes(run_id: str, scope: str) -> list[str]:
+    """`process <pid> (<command>)` for each live process of `run_id` started under `scope`."""
+    out = []
+    for pid, env in drill_processes():
+        if env.get(RUN_ID_ENV) == run_id and env.get(SCOPE_ENV) == scope:
+            try:
+                cmd = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            out.append(f"process {pid} ({cmd})")
+    return out
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -91,13 +158,23 @@ class Supervisor:
     run_id: str
     log_dir: Path
     children: list[Managed] = field(default_factory=list)
+    scope: str = ""
+    """Set as DRDRILL_SCOPE on every child (default: the log folder's parent)."""
+
+    def __post_init__(self) -> None:
+        self.scope = self.scope or str(self.log_dir.parent)
+
+    def leftovers(self) -> list[str]:
+        """Processes of this supervisor's scope still alive, found in /proc (grandchildren
+        included), not from its own bookkeeping."""
+        return scoped_processes(self.run_id, self.scope)
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
               cwd: Path | None = None) -> Managed:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         full_env = {**os.environ, **(env or {}), RUN_ID_ENV: self.run_id,
-                    OWNER_ENV: owner_token()}
+                    OWNER_ENV: owner_token(), SCOPE_ENV: self.scope}
         log.debug("start %s: %s", name, " ".join(argv))
         with log_path.open("ab") as out:
             try:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from harness.config import Config
-from harness.drill import Drill
+from harness.core.recorder import Drill
 from harness.report.model import DrillReport, PhaseRecord
 
 REPO_TOP = Path(__file__).resolve().parent.parent

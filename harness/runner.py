@@ -3,11 +3,14 @@
     preflight → provision → bootstrap → converge → verify → disaster →
     provision → bootstrap → converge → verify → report → teardown
 
+The run is one context stack (harness.core.resources): the run folder, the Git server and each
+cluster are registered the moment they exist and released in reverse order on every path —
+success, failure, SIGINT/SIGTERM/SIGHUP (harness.core.interrupts). Diagnostics are collected
+before teardown; the report is written before teardown and again last, naming whatever could
+not be released.
+
 The phases and hooks of each scenario are data (harness.core.scenario, harness.scenarios); the
 engine calls the hooks by role and knows no scenario by name.
-
-Teardown is registered before the first provision and runs on success, failure, Ctrl-C and
-SIGTERM; diagnostics are collected before it; the report is always written.
 """
 
 from __future__ import annotations
@@ -17,53 +20,53 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from harness.config import Config
-from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger, ConvergeResult
+from harness.converge import Converger, ConvergeResult, watched_kinds
+from harness.core.interrupts import Interrupts
+from harness.core.recorder import Drill, describe_error, outcome_of
+from harness.core.resources import Resource, Resources, Teardown
 from harness.core.scenario import Scenario
 from harness.diagnostics import collect_diagnostics
-from harness.drill import Drill
 from harness.errors import (
     ConfigError,
-    DrillFailure,
-    DrillInterrupted,
+    DisasterIncomplete,
+    RepoError,
     ReportError,
     RolloutFailed,
     RTOExceeded,
+    TeardownIncomplete,
+    ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
-from harness.gc import write_owner
+from harness.gc import write_kept, write_owner
+from harness.gitops.bootstrap import cluster_candidates
+from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
+from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
+from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
     ClusterProvider,
     ProviderContext,
     SupportsGitAccess,
     get_provider,
-)
-from harness.repo import (
-    RepoModel,
-    SuppliedInputs,
-    analyze,
-    check_inputs,
-    cluster_candidates,
-    load_inputs,
+    leftovers,
 )
 from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
+from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
 from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
     HELM_TOOLS,
+    WATCHER_TOOLS,
     ResolvedTool,
     ensure_tools,
     flux_crds,
@@ -154,6 +157,10 @@ class RunState:
     diagnostics: dict[str, str] = field(default_factory=dict)
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
+    resources: Resources = field(default_factory=Resources)
+    """The run's one context stack; teardown is `resources.close()`."""
+    cluster: Resource | None = None
+    """The current round's cluster on the stack."""
     scratch: dict[str, Any] = field(default_factory=dict)
     """What a scenario's hooks keep between phases (snapshots, timings)."""
 
@@ -173,6 +180,56 @@ class RunState:
         """Diagnostics of the live cluster, before anything takes it down."""
         _collect(self, rnd)
 
+    def lose_cluster(self, rnd: int) -> None:
+        """Lose the cluster: every process and its data are gone, as if the hardware died.
+
+        Checked against the real world (processes, ports, containers), not the provider's
+        word; what is left stays on the stack, so teardown tries again and names it."""
+        assert self.provider is not None and self.cluster is not None
+        _collect(self, rnd)
+        left = self.resources.release(self.cluster)
+        if left:
+            raise DisasterIncomplete(f"r{rnd}", left)
+        self.provider, self.cluster, self.flux = None, None, None
+
+    @property
+    def keep_always(self) -> bool:
+        return self.opts.keep_cluster == "always"
+
+    def own_run_folder(self) -> None:
+        """The run folder first (released last), with the owner mark `drdrill gc` reads, and a
+        processes-of-this-run probe: whatever a release missed is found in /proc."""
+        folder = self.workdir
+
+        def remove() -> None:
+            if folder.exists():
+                shutil.rmtree(folder)
+
+        self.resources.push("run folder", remove, keepable=True, leftovers=lambda: (
+            [f"folder {folder}"] if folder.exists() else []) + [
+            f"process {pid} of run {self.run_id}" for pid, env in drill_processes()
+            if env.get(RUN_ID_ENV) == self.run_id])
+        write_owner(folder)
+        if self.keep_always:  # also after a kill -9: plain `drdrill gc` must leave it alone
+            write_kept(folder, "--keep-cluster always")
+
+    def own_cluster(self, provider: ClusterProvider, rnd: int) -> None:
+        """Register a cluster before it is created: teardown deletes half-made ones too."""
+
+        def release() -> None:
+            if self.api is not None:
+                with contextlib.suppress(Exception):
+                    self.api.close()
+                self.api = None
+            try:
+                provider.delete()
+            finally:
+                self.describe_provider(rnd)
+
+        self.provider = provider
+        self.cluster = self.resources.push(f"cluster r{rnd} ({provider.name})", release,
+                                           leftovers=lambda: leftovers(provider), keepable=True)
+
     def describe_provider(self, rnd: int) -> None:
         if self.provider is None:
             return
@@ -190,23 +247,38 @@ class RunState:
 # -- phase actions ----------------------------------------------------------------------------
 
 def preflight(s: RunState, rnd: int) -> None:
+    # The repo first, with nothing built but kustomize: a typo fails before a cold build.
+    s.tools = ensure_tools(s.opts.config, ("kustomize", *s.scenario.tools), progress=s.progress)
+    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
+    cluster = s.opts.cluster or default_cluster(s.rev.path)
+    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    s.model.raise_for_problems(unsupported=True)
+    for line in s.model.local_changes:
+        log.info("local run: %s", line)
+    s.supplied = load_inputs(s.opts.inputs)
+    check_inputs(s.model, s.supplied, s.opts.inputs)
     factory = get_provider(s.opts.provider)
     wanted = getattr(factory, "required_tools", None)
     provider_tools = wanted({"nodes": s.opts.nodes, **s.opts.provider_options}) \
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
-    # kustomize renders the repo in preflight; the scenario's hooks may run tools of their own
-    needed = (*provider_tools, "kustomize", *s.scenario.tools)
-    s.tools = ensure_tools(s.opts.config, needed, progress=s.progress)
+    extra: tuple[str, ...] = ()
+    if FLUX_TOOLS[0] in provider_tools:
+        # Host-process Flux: helm-controller and source-watcher only for repos that need them.
+        extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
+                 *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+    if WATCHER_TOOLS[0] in extra:
+        try:
+            s.tools.update(ensure_tools(s.opts.config, WATCHER_TOOLS, progress=s.progress))
+        except ToolError as exc:
+            gens = [o.ref for o in s.model.objects if o.kind == "ArtifactGenerator"]
+            raise RepoError(
+                f"{', '.join(gens)} needs source-watcher {exc.version or ''}, which cannot be "
+                f"resolved here: {exc.message.splitlines()[0]}", obj=gens[0],
+                fix=exc.fix or "supply source-watcher with --tools-dir") from exc
+        extra = tuple(t for t in extra if t not in WATCHER_TOOLS)
+    s.tools.update(ensure_tools(s.opts.config, (*provider_tools, *extra), progress=s.progress))
     s.crds = flux_crds(s.opts.config, progress=s.progress)
-    s.rev = resolve_revision(s.opts.repo, s.opts.revision)
-    cluster = s.opts.cluster or default_cluster(s.rev.path)
-    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
-    if s.model.uses_helm and FLUX_TOOLS[0] in provider_tools:
-        # Host-process Flux: helm-controller too, built only for repos that need it.
-        s.tools.update(ensure_tools(s.opts.config, HELM_TOOLS, progress=s.progress))
-    s.supplied = load_inputs(s.opts.inputs)
-    check_inputs(s.model, s.supplied, s.opts.inputs)
-    s.git = GitServer(s.rev, s.workdir / "git").start()
+    s.git = s.resources.enter("git server", GitServer(s.rev, s.workdir / "git"))
     s.progress(f"preflight: {s.rev.path} at {s.rev.sha[:12]}, {len(s.model.kustomizations)} "
                f"Kustomizations, {len(s.model.manual_inputs)} manual inputs; serving {s.git.url}")
 
@@ -219,9 +291,9 @@ def provision(s: RunState, rnd: int) -> None:
         options={"nodes": s.opts.nodes, **s.opts.provider_options,
                  **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
                                                       **s.opts.provider_options})
-                    if s.scenario.provider_options else {})})
+                    if s.scenario.provider_options else {})}, keep=s.keep_always)
     provider = factory(ctx)
-    s.provider = provider  # registered before create: teardown deletes half-made clusters too
+    s.own_cluster(provider, rnd)
     try:
         with s.drill.automated_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
                                     performed_by=f"drdrill ({s.opts.provider} provider)"):
@@ -235,8 +307,11 @@ def bootstrap(s: RunState, rnd: int) -> None:
     assert s.provider is not None and s.model is not None and s.git is not None
     assert s.supplied is not None and s.rev is not None
     ensure_namespace(s.api, "flux-system")
+    supplied = s.supplied.keys()
     for item in s.model.manual_inputs:
         needed = ", ".join(item.needed_by)
+        if item.status != "missing" and (item.kind, item.namespace, item.name) not in supplied:
+            continue  # optional, or produced at run time by another controller
         if item.replaced_in_drill:
             s.drill.record_manual_step(
                 item.id, f"Provide {item.kind} {item.namespace}/{item.name} ({item.field} of "
@@ -268,19 +343,29 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 def converge(s: RunState, rnd: int) -> None:
     assert s.model is not None
-    kinds = (*DEFAULT_KINDS, HELM_RELEASES) if s.model.uses_helm else DEFAULT_KINDS
+    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher)
     watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
         o.ref for o in s.model.objects if o.kind == "Kustomization" and o.path is None
         and o.source_file != "(drdrill bootstrap)")
+    tty = bool(getattr(s.progress, "tty", False))
+    shown: list[tuple[str, float]] = [("", 0.0)]
 
-    def on_change(done: int, total: int, obj: Any) -> None:
-        s.progress(f"converge: {done}/{total} ready ({obj.ref} after {obj.ready_after_s:.1f}s)")
+    def on_progress(line: str) -> None:
+        # On change in CI logs; on a terminal also every few seconds (elapsed time moves).
+        now = time.monotonic()
+        if line != shown[0][0] or (tty and now - shown[0][1] >= 3.0):
+            shown[0] = (line, now)
+            s.progress(line)
 
     converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
-                          start=s.drill.round_start(rnd), on_change=on_change,
-                          revision_free=revision_free)
+                          start=s.drill.round_start(rnd),
+                          revision_free=revision_free, on_progress=on_progress,
+                          sync_sources=frozenset(s.model.sync_sources),
+                          webhooks=dict(s.model.webhooks))
+    # Registered before the run: a failed or interrupted converge still reports every object.
+    s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
 
 
@@ -323,50 +408,88 @@ ACTIONS: dict[str, Callable[[RunState, int], None]] = {
 
 def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = None,
               drill: Drill | None = None) -> tuple[DrillReport, Path]:
-    """Run a scenario end to end; always returns the report (written to disk) and its folder."""
-    say = progress or (lambda line: log.info("%s", line))
+    """Run a scenario end to end; always returns the report (written to disk) and its folder.
+
+    Raises ReportError only when report.json itself could not be written."""
+    shout = progress or (lambda line: log.info("%s", line))
+
+    def say(line: str) -> None:
+        shout(redact(line))
+
     run_id = opts.run_id or new_run_id()
     drill = drill or Drill(run_id)
     report_dir = (opts.report_dir or Path("reports") / run_id).resolve()
-    workdir = opts.config.runs_dir / run_id
-    state = RunState(opts, drill, run_id, workdir, report_dir, say)
-    error: BaseException | None = None
-    with _signals_raise():
-        try:
-            validate_options(opts)
-            write_owner(workdir)  # `drdrill gc` leaves a live run alone
-            for spec in SCENARIOS[opts.scenario].phases:
-                drill.round = spec.round
-                with drill.phase(spec.name, round=spec.round):
-                    ACTIONS[spec.name](state, spec.round)
-        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the report says what happened
-            error = exc
-            say(f"drill stopped: {type(exc).__name__}: {exc}")
-        finally:
-            with _signals_ignored():
-                verdict: Verdict = "failed" if isinstance(error, DrillFailure) else (
-                    "broken" if error is not None else "passed")
-                keep = opts.keep_cluster == "always" or (opts.keep_cluster == "on-failure"
-                                                         and verdict != "passed")
-                report_error: ReportError | None = None
-                try:
-                    with drill.phase("report", round=0):
-                        if state.provider is not None:
-                            _collect(state, drill.round)
-                        write_all(build_report(state, verdict, error), report_dir)
-                except ReportError as exc:  # teardown must still run
-                    report_error = exc
-                with drill.phase("teardown", round=0):
-                    _teardown(state, keep=keep)
-                if report_error is not None:
-                    verdict, error = "broken", error or report_error
-                report = build_report(state, verdict, error)
-                try:
-                    write_all(report, report_dir)
-                except ReportError as exc:
-                    say(f"the report could not be written: {exc}")
-                    raise
-    return report, report_dir
+    state = RunState(opts, drill, run_id, opts.config.runs_dir / run_id, report_dir, say)
+    say(f"run {run_id}: {opts.scenario} on {opts.provider}, report in {report_dir}")
+    with Interrupts(say) as signals, redacting_logs():
+        error = _run_phases(state, signals)
+        with signals.ignored():  # report and teardown must finish
+            return _finish(state, error)
+
+
+def _run_phases(s: RunState, signals: Interrupts) -> BaseException | None:
+    """The scenario's phases in order; -> the exception that stopped them, if any."""
+    try:
+        validate_options(s.opts)
+        s.own_run_folder()
+        for spec in s.scenario.phases:
+            s.drill.round = spec.round
+            with s.drill.phase(spec.name, round=spec.round):
+                signals.check()
+                ACTIONS[spec.name](s, spec.round)
+                signals.check()  # an interrupt some library swallowed still ends the drill here
+    except BaseException as exc:  # noqa: BLE001 - every way out is recorded in the report
+        s.progress(f"drill stopped: {describe_error(exc)}")
+        return exc
+    return None
+
+
+def _finish(s: RunState, error: BaseException | None) -> tuple[DrillReport, Path]:
+    """Diagnostics, a first report, teardown (the context stack unwinds), the final report."""
+    verdict: Verdict = "passed" if error is None else (
+        "failed" if outcome_of(error) == "failed" else "broken")
+    keep = s.provider is not None and (s.opts.keep_cluster == "always" or (
+        s.opts.keep_cluster == "on-failure" and verdict != "passed"))
+    with contextlib.suppress(ReportError), s.drill.phase("report", round=0):
+        _collect(s, s.drill.round)
+        _write(s, build_report(s, verdict, error))  # a kill during teardown still leaves this
+    if s.drill.phases[-1].outcome != "passed":
+        verdict, error = "broken", error or ReportError(s.drill.phases[-1].error or "")
+    done = Teardown()
+    with contextlib.suppress(TeardownIncomplete), s.drill.phase("teardown", round=0):
+        done = s.resources.close(keep=keep)
+        if keep:
+            _keep_notice(s)
+        if not done.complete:
+            raise TeardownIncomplete(s.run_id, done.failures, done.leftovers)
+    if not done.complete:
+        verdict = "broken"
+        error = error or TeardownIncomplete(s.run_id, done.failures, done.leftovers)
+        s.progress(f"teardown incomplete: {'; '.join(done.failures + done.leftovers)}; "
+                   f"fix: drdrill gc --run-id {s.run_id}")
+    report = build_report(s, verdict, error, done)
+    _write(s, report, final=True)
+    return report, s.report_dir
+
+
+def _write(s: RunState, report: DrillReport, *, final: bool = False) -> None:
+    """Write every format; a ReportError is raised on the way out of the report phase, and on
+    the final write only when report.json itself is missing (else the report names it)."""
+    try:
+        write_all(report, s.report_dir)
+    except ReportError as exc:
+        if not final:
+            raise
+        s.progress(f"the report could not be written completely: {exc}")
+        if "json" not in exc.written:
+            raise
+
+
+def _keep_notice(s: RunState) -> None:
+    kubeconfig = str(s.provider.kubeconfig) if s.provider is not None else ""
+    write_kept(s.workdir, f"--keep-cluster {s.opts.keep_cluster}", kubeconfig=kubeconfig)
+    s.progress(f"keeping the cluster: KUBECONFIG={kubeconfig}; remove it with "
+               f"`drdrill gc --run-id {s.run_id}`")
 
 
 def _collect(s: RunState, rnd: int) -> None:
@@ -379,24 +502,8 @@ def _collect(s: RunState, rnd: int) -> None:
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
 
 
-def _teardown(s: RunState, *, keep: bool) -> None:
-    if s.provider is not None:
-        if keep:
-            s.progress(f"keeping the cluster: KUBECONFIG={s.provider.kubeconfig}; remove it "
-                       f"with `drdrill gc --run-id {s.run_id}`")
-        else:
-            s.provider.delete()
-        s.describe_provider(s.drill.round)
-    if s.api is not None:
-        with contextlib.suppress(Exception):
-            s.api.close()
-    if s.git is not None:
-        s.git.stop()
-    if not keep:
-        shutil.rmtree(s.workdir, ignore_errors=True)
-
-
-def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> DrillReport:
+def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
+                 teardown: Teardown | None = None) -> DrillReport:
     d = s.drill
     rounds = sorted(s.converged)
     objects: list[ObjectRecord] = []
@@ -407,7 +514,18 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
                 ready_after_s=None if t.ready_after_s is None else round(t.ready_after_s, 3),
                 revision=t.revision, depends_on=t.depends_on, round=rnd,
                 first_seen_s=round(t.first_seen_s, 3), ready=t.ready_after_s is not None,
-                message=t.last.message if t.last else None))
+                message=t.last.message if t.last else None,
+                reason=t.last.reason if t.last else None, conditions=t.conditions,
+                waiting_on=t.waiting_on or None, url=t.url))
+        if s.model is not None and rnd == rounds[-1] and s.converged[rnd].converged_after_s \
+                is None:
+            seen = set(s.converged[rnd].objects)
+            for ref in sorted(s.model.expected() - seen):
+                kind, ns, name = ref.split("/", 2)
+                objects.append(ObjectRecord(kind=kind, namespace=ns, name=name,
+                                            ready_after_s=None, revision=None, round=rnd,
+                                            message="never appeared in the cluster",
+                                            waiting_on="its parent to apply it"))
     last = s.scenario.last_round
     critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
     settings: dict[str, Any] = {
@@ -432,11 +550,15 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None) -> 
         time_to_ready_s=d.time_to_ready(round=last), rto_target_s=s.opts.rto_s,
         phases=tuple(d.phases), objects=tuple(objects), manual_steps=tuple(d.manual_steps),
         critical_path=critical, settings=settings, diagnostics=dict(s.diagnostics),
-        error=_error_text(error), cluster=s.model.cluster_path if s.model else (s.opts.cluster
+        error=describe_error(error), cluster=s.model.cluster_path if s.model else (s.opts.cluster
                                                                                or ""),
         manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
         notes=notes,
+        external_dependencies=tuple(d.to_dict() for d in s.model.external_dependencies)
+        if s.model else (),
+        embedded_limits=tuple(x.to_dict() for x in s.model.limits) if s.model else (),
         recovery_round=last,
+        leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
     )
@@ -450,43 +572,3 @@ def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:
     except Exception as exc:  # noqa: BLE001 - a figure must never hide the drill's real error
         log.warning("computing the %s recovery figures failed: %s", s.opts.scenario, exc)
         return ()
-
-
-def _error_text(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted (SIGINT)"
-    return f"{type(error).__name__}: {error}"
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM raises DrillInterrupted (SIGINT already raises KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise DrillInterrupted("SIGTERM")
-
-    old = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Report and teardown must finish: a second Ctrl-C must not leave processes behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)

@@ -9,11 +9,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.errors import HarnessError
+from harness.errors import WaitTimeout
 
-
-class WaitTimeout(HarnessError):
-    """A wait ran out of time; the message carries the last observation."""
+__all__ = ["Deadline", "WaitTimeout", "http_ok", "poll_until"]
 
 
 @dataclass

@@ -85,3 +85,28 @@ def age_identity() -> str:
     pm = polymod([*expanded, *data, 0, 0, 0, 0, 0, 0]) ^ 1
     checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
     return (hrp + "1" + "".join(charset[d] for d in data + checksum)).upper()
+
+
+def planted_secrets() -> tuple[str, list[str]]:
+    """Every secret form the harness handles, with fresh markers: (text, markers). A marker
+    showing up anywhere a drill writes means a redaction hole."""
+    import base64
+
+    m = [f"planted{i}x{os.urandom(5).hex()}" for i in range(14)]
+    b64 = [base64.b64encode(v.encode()).decode() for v in m[:2]]
+    age = age_identity()
+    text = "\n".join([
+        "apiVersion: v1", "kind: Config", "users:", "- name: admin", "  user:",
+        f"    client-certificate-data: {b64[0]}", f"    client-key-data: {b64[1]}",
+        f"    token: {m[2]}",
+        f"-----BEGIN RSA PRIVATE KEY-----\n{m[3]}\n-----END RSA PRIVATE KEY-----",
+        f"-----BEGIN OPENSSH PRIVATE KEY-----\n{m[4]}\n-----END OPENSSH PRIVATE KEY-----",
+        f"Authorization: Bearer {m[5]}",
+        f"K3S_TOKEN=K10{m[6]}::server:{m[7]}",
+        f"TOKEN={m[8]}",
+        f"SOPS_AGE_KEY={age}",
+        f"  enc: {m[9]}",
+        f"data: ENC[AES256_GCM,data:{m[10]},iv:{m[11]}=,tag:{m[12]}==,type:str]",
+        f"password: {m[13]}",
+    ])
+    return text, [*m, *b64, age]

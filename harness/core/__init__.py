@@ -1,1 +1,2 @@
-"""The drill itself, with no I/O but the clock: scenarios as data (scenario.py)."""
+"""The drill itself: the recorder, the resource stack and interrupts; no I/O but the clock
+(and, for the resource stack, what the releases it is given do)."""

@@ -37,6 +37,9 @@ class ProviderContext:
     config: Config
     tools: Mapping[str, ResolvedTool] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    keep: bool = False
+    """The user keeps this cluster (`--keep-cluster always`): mark what is made as kept, so
+    `drdrill gc` leaves it alone."""
 
 
 @runtime_checkable
@@ -49,10 +52,12 @@ class ClusterProvider(Protocol):
         """Bring the cluster up until its API answers /readyz; clean up after itself on failure."""
 
     def delete(self) -> None:
-        """Remove everything `create` made (processes, containers, data). Idempotent."""
+        """Remove everything `create` made (processes, containers, data). Idempotent. Raises
+        (ProviderError) when something could not be removed: never only a log line."""
 
     def is_up(self) -> bool:
-        """The API answers /readyz and the nodes are Ready."""
+        """The API answers /readyz and the nodes are Ready. Asks the real cluster, never a
+        file of the workdir (delete() removes those)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -81,8 +86,11 @@ class ClusterLifecycle(abc.ABC):
     def create(self) -> None:
         try:
             self._create()
-        except BaseException:
-            self.delete()
+        except BaseException as exc:
+            try:
+                self.delete()
+            except Exception as cleanup:  # noqa: BLE001 - the failed create is the error to show
+                exc.add_note(f"cleaning up after the failed create also failed: {cleanup}")
             raise
 
     def __enter__(self) -> Self:
@@ -129,14 +137,20 @@ class SupportsGitAccess(Protocol):
 
 
 @runtime_checkable
-class SupportsNodeFailure(Protocol):
-    """A provider that can take a node away and bring it back."""
+class SupportsLeftoverCheck(Protocol):
+    """A provider that can say, from the real world, what of its cluster still exists."""
 
-    def fail_node(self, node: str) -> None:
-        """Make `node` NotReady."""
+    def leftovers(self) -> list[str]:
+        """Each part of the cluster that is still there after delete() (a process, a port that
+        answers, a container, a folder), named; empty when everything is gone."""
 
-    def restore_node(self, node: str) -> None:
-        """Bring `node` back."""
+
+def leftovers(provider: ClusterProvider) -> list[str]:
+    """What of `provider`'s cluster is still there: its own check, else whether the API still
+    answers."""
+    if isinstance(provider, SupportsLeftoverCheck):
+        return provider.leftovers()
+    return [f"the {provider.name} cluster's API still answers"] if provider.is_up() else []
 
 
 ProviderFactory = Callable[[ProviderContext], ClusterProvider]

@@ -31,7 +31,7 @@ from harness.controlplane import (
 from harness.errors import ProviderError
 from harness.kube import api_client
 from harness.pki import ClusterPKI, create_pki, kubeconfig_yaml, write_secret
-from harness.procs import Supervisor, free_ports
+from harness.procs import Supervisor, free_ports, port_in_use
 from harness.providers import ClusterLifecycle, ProviderContext
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ResolvedTool, list_tools
 from harness.waits import http_ok, poll_until
@@ -118,6 +118,7 @@ class EmbeddedProvider(ClusterLifecycle):
         # A short grace: the cluster is being thrown away, and kube-apiserver's graceful
         # shutdown would otherwise hold teardown for many seconds.
         self._sup.stop_all(grace_s=2.0)
+        left = self._sup.leftovers()
         if self._probe is not None:
             self._probe.close()
             self._probe = None
@@ -126,10 +127,26 @@ class EmbeddedProvider(ClusterLifecycle):
                 self._api.close()
             self._api = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if left:
+            raise ProviderError(f"cluster {self.ctx.cluster_name}: still running after "
+                                f"SIGKILL: {', '.join(left)}",
+                                fix=f"drdrill gc --run-id {self.ctx.run_id}")
+
+    def leftovers(self) -> list[str]:
+        """Processes of this cluster in /proc, its ports still answering, its folder."""
+        left = self._sup.leftovers()
+        left += [f"port 127.0.0.1:{port} ({name}) still answers"
+                 for name, port in self._ports.items()
+                 if name != "etcd-peer" and port_in_use(port)]
+        if self.workdir.exists():
+            left.append(f"folder {self.workdir}")
+        return left
 
     def is_up(self) -> bool:
-        if not self._ports or self._pki is None or not self._pki.ca.cert.exists():
+        if not self._ports or not port_in_use(self._ports["apiserver"]):
             return False
+        if self._pki is None or not self._pki.ca.cert.exists():
+            return True  # something answers on the API port, but no longer as this cluster
         ok, _ = self._readyz()
         return ok and nodes_ready(self._api, self.node_count)[0]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +19,15 @@ from typing import Any
 from harness.command import Command, run
 from harness.config import Config
 from harness.errors import ConfigError, ProviderError
-from harness.gc import OWNER_LABEL, RUN_ID_LABEL
-from harness.procs import owner_token
 from harness.providers import ProviderContext
 from harness.providers.kind import (
     DockerCliProvider,
-    _readyz,
     cli_availability,
     flux_images,
-    remove_network,
+    run_labels,
     write_kubeconfig,
 )
+from harness.report.redact import write_report_file
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +118,7 @@ def k3d_ports(raw: Any) -> list[dict[str, Any]]:
 
 
 def k3d_config(name: str, run_id: str, network: str,
-               options: Mapping[str, Any]) -> dict[str, Any]:
+               options: Mapping[str, Any], *, keep: bool = False) -> dict[str, Any]:
     """The k3d `Simple` config (k3d.io/v1alpha5) for a drill cluster."""
     agents = int(options.get("agents", options.get("workers", 0)))
     if agents < 0:
@@ -145,7 +142,7 @@ def k3d_config(name: str, run_id: str, network: str,
             "runtime": {"labels": [
                 {"label": f"{label}={value}",
                  "nodeFilters": ["server:*", "agent:*", "loadbalancer"]}
-                for label, value in ((RUN_ID_LABEL, run_id), (OWNER_LABEL, owner_token()))]},
+                for label, value in run_labels(run_id, keep=keep).items()]},
         },
     }
     image = k3s_image(options)
@@ -167,9 +164,10 @@ class K3dProvider(DockerCliProvider):
     name = "k3d"
     cli = "k3d"
     name_max = NAME_MAX
+    cluster_label = "k3d.cluster"
 
     def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
-        return k3d_config(self.cluster, ctx.run_id, self.network, ctx.options)
+        return k3d_config(self.cluster, ctx.run_id, self.network, ctx.options, keep=ctx.keep)
 
     @staticmethod
     def parse_version(out: str) -> str:
@@ -188,20 +186,8 @@ class K3dProvider(DockerCliProvider):
                          .with_timeout(60)).stdout
         write_kubeconfig(self._kubeconfig, kubeconfig)
 
-    def delete(self) -> None:
-        if self._relay is not None:
-            self._relay.close()
-            self._relay = None
-        if self._created and shutil.which("k3d"):
-            res = run(Command.of("k3d", "cluster", "delete", self.cluster).with_timeout(180),
-                      check=False)
-            if res.returncode != 0:
-                log.warning("k3d cluster delete %s: %s", self.cluster, res.stderr.strip())
-            self._created = False
-        if self._created_network:
-            remove_network(self.network)
-            self._created_network = False
-        shutil.rmtree(self.workdir, ignore_errors=True)
+    def delete_command(self) -> Command:
+        return Command.of("k3d", "cluster", "delete", self.cluster)
 
     def state(self) -> K3dCluster | None:
         res = run(Command.of("k3d", "cluster", "list", "-o", "json").with_timeout(30),
@@ -210,12 +196,6 @@ class K3dProvider(DockerCliProvider):
             return None
         return next((c for c in parse_cluster_list(res.stdout) if c.name == self.cluster), None)
 
-    def is_up(self) -> bool:
-        if not self._kubeconfig.exists() or shutil.which("k3d") is None:
-            return False
-        cluster = self.state()
-        return cluster is not None and cluster.running and _readyz(self._kubeconfig)
-
     def dump_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         if not self._created:
@@ -223,8 +203,8 @@ class K3dProvider(DockerCliProvider):
         out = []
         listing = run(Command.of("k3d", "cluster", "list", self.cluster, "-o", "json")
                       .with_timeout(30), check=False)
-        path = dest / "k3d-cluster.json"
-        path.write_text(listing.stdout)
+        path = dest / "k3d-cluster.json"  # holds the K3S_TOKEN= of every node's environment
+        write_report_file(path, listing.stdout)
         out.append(path)
         names = run(Command.of("docker", "ps", "-a", "--filter",
                                f"label=k3d.cluster={self.cluster}", "--format", "{{.Names}}")
@@ -233,7 +213,7 @@ class K3dProvider(DockerCliProvider):
             logs = run(Command.of("docker", "logs", "--timestamps", name).with_timeout(60),
                        check=False)
             path = dest / f"{name}.log"
-            path.write_text(logs.stdout + logs.stderr)
+            write_report_file(path, logs.stdout + logs.stderr)
             out.append(path)
         return out
 

@@ -36,7 +36,7 @@ import yaml
 from harness.command import Command, run
 from harness.config import Config
 from harness.errors import CommandError, ConfigError, DockerUnavailable, ProviderError
-from harness.gc import OWNER_LABEL, RUN_ID_LABEL
+from harness.gc import KEEP_LABEL, OWNER_LABEL, RUN_ID_LABEL
 from harness.kube import api_client, apply_all, request
 from harness.pki import write_secret
 from harness.procs import owner_token
@@ -118,22 +118,39 @@ def inspect_network(name: str) -> dict[str, Any]:
     return dict(data[0])
 
 
-def ensure_network(name: str, run_id: str) -> bool:
+def run_labels(run_id: str, *, keep: bool = False) -> dict[str, str]:
+    """The labels every Docker resource of a run carries (`drdrill gc` reads them)."""
+    return {RUN_ID_LABEL: run_id, OWNER_LABEL: owner_token(),
+            **({KEEP_LABEL: "always"} if keep else {})}
+
+
+def ensure_network(name: str, run_id: str, *, keep: bool = False) -> bool:
     """Create the run's network (labelled with the run id) unless it exists; -> created."""
     existing = run(Command.of("docker", "network", "ls", "-q", "--filter", f"name=^{name}$")
                    .with_timeout(30)).stdout.strip()
     if existing:
         return False
-    run(Command.of("docker", "network", "create", "--label", f"{RUN_ID_LABEL}={run_id}",
-                   "--label", f"{OWNER_LABEL}={owner_token()}", name).with_timeout(60))
+    labels = [a for k, v in run_labels(run_id, keep=keep).items() for a in ("--label", f"{k}={v}")]
+    run(Command.of("docker", "network", "create", *labels, name).with_timeout(60))
     return True
 
 
 def remove_network(name: str) -> None:
+    """Remove a network; ProviderError when it is still there afterwards."""
     res = run(Command.of("docker", "network", "rm", name).with_timeout(60), check=False)
     if res.returncode != 0 and "No such network" not in res.stderr \
             and "not found" not in res.stderr:
-        log.warning("docker network rm %s: %s", name, res.stderr.strip())
+        raise ProviderError(f"docker network rm {name} failed: {res.stderr.strip()}")
+
+
+def docker_names(*args: str) -> list[str]:
+    """Names from a `docker ps`/`docker network ls` filter query; ProviderError when Docker
+    cannot answer (then nothing can be said to be gone)."""
+    res = run(Command.of("docker", *args, "--format", "{{.Names}}" if args[0] == "ps"
+                         else "{{.Name}}").with_timeout(30), check=False)
+    if res.returncode != 0:
+        raise ProviderError(f"docker {' '.join(args)} failed: {res.stderr.strip()}")
+    return res.stdout.split()
 
 
 def cli_path(name: str) -> str:
@@ -451,6 +468,8 @@ class DockerCliProvider(ClusterLifecycle):
     cli: str = ""
     """The CLI that creates the cluster (`kind`, `k3d`)."""
     name_max: int = 40
+    cluster_label: str = ""
+    """The label the CLI puts on the cluster's node containers, with the cluster name."""
 
     @staticmethod
     def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -511,10 +530,65 @@ class DockerCliProvider(ClusterLifecycle):
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg = self.workdir / f"{self.cli}-config.yaml"
         cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self._created_network = ensure_network(self.network, self.ctx.run_id) \
-            or self._created_network
+        self._created_network = ensure_network(self.network, self.ctx.run_id,
+                                               keep=self.ctx.keep) or self._created_network
         self._created = True
         return cli, cfg
+
+    @abc.abstractmethod
+    def delete_command(self) -> Command:
+        """The CLI call that deletes the cluster."""
+
+    def delete(self) -> None:
+        """The CLI deletes the cluster, then the run's network and the workdir go; every step
+        runs, and a failing one raises ProviderError at the end (never just a log line)."""
+        problems: list[str] = []
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+        if self._created:
+            if shutil.which(self.cli) is None:
+                problems.append(f"the {self.cli} CLI is gone, so cluster {self.cluster} cannot "
+                                "be deleted")
+            else:
+                res = run(self.delete_command().with_timeout(180), check=False)
+                if res.returncode != 0:
+                    problems.append(f"{self.cli} could not delete cluster {self.cluster}: "
+                                    f"{res.stderr.strip()[-300:]}")
+                else:
+                    self._created = False
+        if self._created_network:
+            try:
+                remove_network(self.network)
+                self._created_network = False
+            except ProviderError as exc:
+                problems.append(str(exc))
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if problems:
+            raise ProviderError("; ".join(problems), fix=f"drdrill gc --run-id {self.ctx.run_id}")
+
+    def containers(self, *, running: bool = False) -> list[str]:
+        """The cluster's node containers, asked from Docker by the CLI's own label."""
+        return docker_names("ps", *(() if running else ("-a",)), "--filter",
+                            f"label={self.cluster_label}={self.cluster}")
+
+    def leftovers(self) -> list[str]:
+        """Containers and the run's network as Docker sees them, and the workdir."""
+        if self.docker_version is None:
+            return [f"folder {self.workdir}"] if self.workdir.exists() else []
+        left = [f"container {c}" for c in self.containers()]
+        left += [f"network {n}" for n in docker_names(
+            "network", "ls", "--filter", f"name=^{self.network}$")]
+        if self.workdir.exists():
+            left.append(f"folder {self.workdir}")
+        return left
+
+    def is_up(self) -> bool:
+        """Node containers running (Docker says so), and /readyz answers when a kubeconfig is
+        still there to ask with."""
+        if self.docker_version is None or not self.containers(running=True):
+            return False
+        return not self._kubeconfig.exists() or _readyz(self._kubeconfig)
 
 
 class KindProvider(DockerCliProvider):
@@ -522,6 +596,7 @@ class KindProvider(DockerCliProvider):
 
     name = "kind"
     cli = "kind"
+    cluster_label = "io.x-k8s.kind.cluster"
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
@@ -547,29 +622,10 @@ class KindProvider(DockerCliProvider):
                 "be present locally (docker load) or built (kind build node-image)")
         self._kubeconfig.chmod(0o600)
 
-    def delete(self) -> None:
-        if self._relay is not None:
-            self._relay.close()
-            self._relay = None
-        if self._created and shutil.which("kind"):
-            res = run(Command.of("kind", "delete", "cluster", "--name", self.cluster,
-                                 "--kubeconfig", self._kubeconfig).with_timeout(180),
-                      check=False)
-            if res.returncode != 0:
-                log.warning("kind delete cluster %s: %s", self.cluster, res.stderr.strip())
-            self._created = False
-        if self._created_network:
-            remove_network(self.network)
-            self._created_network = False
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def is_up(self) -> bool:
-        if not self._kubeconfig.exists() or shutil.which("kind") is None:
-            return False
-        res = run(Command.of("kind", "get", "clusters").with_timeout(30), check=False)
-        if self.cluster not in parse_kind_clusters(res.stdout):
-            return False
-        return _readyz(self._kubeconfig)
+    def delete_command(self) -> Command:
+        # --kubeconfig: kind would otherwise edit the user's ~/.kube/config
+        return Command.of("kind", "delete", "cluster", "--name", self.cluster,
+                          "--kubeconfig", self._kubeconfig)
 
     def dump_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

@@ -321,6 +321,7 @@ class LabProvider(ClusterLifecycle):
                 self._api.close()
             self._api = None
         started = time.monotonic()
+        failed: list[str] = []
         for name in sorted(self._touched):
             spec = self.inventory.host(name)
             try:
@@ -331,8 +332,8 @@ class LabProvider(ClusterLifecycle):
                     self._wipe_k3s(h, spec)
                 self._touched.discard(name)
             except (HarnessError, OSError) as exc:
-                log.warning("lab host %s: wiping failed, it may keep drill leftovers under "
-                            "%s: %s", name, self.remote_dir, exc)
+                failed.append(f"lab host {name}: wiping failed, it may keep drill leftovers "
+                              f"under {self.remote_dir}: {exc}")
         for h in self._ssh.values():
             h.close()
         self._ssh.clear()
@@ -344,9 +345,22 @@ class LabProvider(ClusterLifecycle):
         if self.timings.get("create_s") is not None:
             self.timings["wipe_s"] = round(time.monotonic() - started, 3)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if failed:
+            raise ProviderError("; ".join(failed),
+                                fix="wipe the host by hand (or rerun the drill: it wipes the "
+                                    "run folder first), then `drdrill gc --run-id "
+                                    f"{self.ctx.run_id}`")
+
+    def leftovers(self) -> list[str]:
+        """Hosts whose wipe failed, and the local workdir."""
+        left = [f"lab host {name}: drill files under {self.remote_dir}"
+                for name in sorted(self._touched)]
+        if self.workdir.exists():
+            left.append(f"folder {self.workdir}")
+        return left
 
     def is_up(self) -> bool:
-        if not self._kubeconfig.exists() or self._api is None:
+        if self._api is None:
             return False
         ok, _ = self._readyz()
         return ok and self._nodes_ready()[0]

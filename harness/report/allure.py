@@ -246,6 +246,10 @@ def _object_steps(report: DrillReport, converge: PhaseRecord) -> list[TestStepRe
         params = [Parameter(name="revision", value=o.revision or "none")]
         if o.depends_on:
             params.append(Parameter(name="depends on", value=", ".join(o.depends_on)))
+        if not done and o.reason:
+            params.append(Parameter(name="reason", value=o.reason))
+        if not done and o.waiting_on:
+            params.append(Parameter(name="waiting on", value=o.waiting_on))
         first = o.first_seen_s if o.first_seen_s is not None else 0.0
         steps.append(TestStepResult(
             name=f"{what} ready after {o.ready_after_s:.1f}s" if done else f"{what} not ready",

@@ -516,6 +516,8 @@ def _objects_table(r: DrillReport, rnd: int, critical: Mapping[str, CriticalHop]
     for o in objects:
         state = (esc(fmt_seconds(o.ready_after_s)) if o.ready and o.ready_after_s is not None
                  else '<span class="bad">not ready</span>'
+                 + (f" ({esc(o.reason)})" if o.reason else "")
+                 + (f", waiting on {esc(o.waiting_on)}" if o.waiting_on else "")
                  + (f": {esc(o.message)}" if o.message else ""))
         ref = _ref(o.ref) + (' <span class="crit">critical</span>' if o.ref in critical else "")
         rows.append((ref, esc(fmt_seconds(o.first_seen_s)), state,
@@ -716,6 +718,12 @@ def _manual_steps(r: DrillReport) -> str:
                   for i in r.manual_inputs]
         parts.append("<h3>Inputs that are not in Git</h3>\n"
                      + _table(("Kind", "Object", "Needed by"), inputs))
+    if r.external_dependencies:
+        deps = [(esc(str(d.get("kind", ""))), _code(str(d.get("url", ""))),
+                 esc(", ".join(str(u) for u in list(d.get("used_by") or ())[:3])))
+                for d in r.external_dependencies]
+        parts.append("<h3>External dependencies (must be reachable)</h3>\n"
+                     + _table(("Kind", "URL", "Used by"), deps))
     return _section("manual", "Manual steps", "\n".join(parts))
 
 

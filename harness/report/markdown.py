@@ -20,12 +20,16 @@ def render_markdown(report: DrillReport) -> str:
         _summary(report),
         _figures(report),
         _phases(report.phases, report.recovery_round),
+        _not_ready(report),
         _slowest(report),
         _critical_path(report),
         _manual_steps(report),
         _automated_steps(report),
+        _external(report),
         _settings(report.settings),
         _error(report.error),
+        _bullets("Left behind (remove with `drdrill gc --run-id " + report.run_id + "`)",
+                 report.leftovers),
         _bullets("Notes", report.notes),
         _diagnostics(report.diagnostics),
     ]
@@ -214,6 +218,17 @@ def _phases(phases: Sequence[PhaseRecord], recovery_round: int) -> str:
     return "### Phases\n\n" + _table(("Round", "Phase", "Duration", "Outcome"), rows)
 
 
+def _not_ready(r: DrillReport) -> str:
+    """Every object seen but not ready when the drill stopped, with what it waited on."""
+    objects = [o for o in r.objects if not o.ready]
+    if not objects:
+        return ""
+    rows = [(code(o.ref), f"round {o.round}", o.reason or "none", o.waiting_on or "",
+             _first_line(o.message) if o.message else "") for o in objects]
+    return ("### Not ready when the drill stopped\n\n"
+            + _table(("Object", "Round", "Reason", "Waiting on", "Flux's message"), rows))
+
+
 def _slowest(r: DrillReport) -> str:
     objects = r.objects_in_round(r.recovery_round)
     if not objects:
@@ -242,6 +257,23 @@ def _critical_path(r: DrillReport) -> str:
              fmt_seconds(h.reconcile_s)) for h in r.critical_path]
     return ("### Critical path\n\n"
             + _table(("Hop", "Ready at", "Waited on dependency", "Reconcile"), rows))
+
+
+def _external(r: DrillReport) -> str:
+    """What must be reachable for this recovery, and what the embedded cluster cannot run."""
+    out = []
+    if r.external_dependencies:
+        rows = [(str(d.get("kind", "")), code(str(d.get("url", ""))),
+                 ", ".join(str(u) for u in list(d.get("used_by") or ())[:3])
+                 + (" …" if len(d.get("used_by") or ()) > 3 else ""))
+                for d in r.external_dependencies]
+        out.append("### External dependencies\n\n" + _table(("Kind", "URL", "Used by"), rows))
+    if r.embedded_limits:
+        limits = [(code(str(x.get("object", ""))), str(x.get("why", "")))
+                  for x in r.embedded_limits]
+        out.append("### Not on the embedded cluster (kind or lab can)\n\n"
+                   + _table(("Object", "Why"), limits))
+    return "\n\n".join(out)
 
 
 def _manual_steps(r: DrillReport) -> str:

@@ -46,6 +46,14 @@ class ObjectRecord:
     """Seconds from the round's recovery start until the object first existed in the cluster."""
     ready: bool = False
     message: str | None = None
+    reason: str | None = None
+    """The Ready condition's reason when last seen."""
+    conditions: tuple[dict[str, Any], ...] = ()
+    """status.conditions when last seen (type, status, reason, message)."""
+    waiting_on: str | None = None
+    """Why it was not ready: a dependency, its source, a health check, Flux's message."""
+    url: str | None = None
+    """The remote a source object fetches."""
 
     @property
     def ref(self) -> str:
@@ -127,9 +135,15 @@ class DrillReport:
     manual_inputs: tuple[dict[str, Any], ...] = ()
     """The manual-step inventory preflight built from the repo (kind, ns, name, needed_by)."""
     notes: tuple[str, ...] = ()
+    external_dependencies: tuple[dict[str, Any], ...] = ()
+    """Remotes the recovery needs reachable (url, kind, used_by), from preflight."""
+    embedded_limits: tuple[dict[str, Any], ...] = ()
+    """Objects the embedded cluster cannot converge (object, why, providers that can)."""
     schema_version: int = SCHEMA_VERSION
     recovery_round: int = 2
     """The round whose time-to-ready is the headline: the scenario's last (2 for a rebuild)."""
+    leftovers: tuple[str, ...] = ()
+    """What teardown could not release (each named); `drdrill gc --run-id` is the fix."""
     recovery_figures: tuple[RecoveryFigure, ...] = ()
     """The scenario's recovery figures; the first is the headline (`recovery_figure`)."""
     automated_steps: tuple[ManualStep, ...] = ()

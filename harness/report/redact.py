@@ -1,17 +1,24 @@
-"""Every report file goes through here: secrets scrubbed, written atomically, errors explained.
+"""The one redaction step: every text drdrill writes anywhere goes through `redact` — report
+files (`write_report_file`), diagnostics, phase errors (at the recorder), the console (progress
+lines, the summary, error messages) and log records (`redacting_logs`, installed by the engine).
 
 Reports end up in CI artifacts and PR comments; a kubeconfig or an age key must never get there.
 The patterns keep the key name and replace only the value, so a reader still sees *what* was there.
-Having one writer (`write_report_file`) makes "every text is redacted" a property of the code.
+Forms handled: PEM blocks (TLS and SSH private keys, certificates, age/PGP-armoured SOPS data
+keys), kubeconfig credentials, `token:`/`password:` fields, `K3S_TOKEN=`/`TOKEN=`-style
+assignments, bearer and basic credentials, age identities, SOPS `enc:` data keys and `ENC[...]`
+values, and credentials in URLs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +37,19 @@ _PEM_OPEN = re.compile(r"-----BEGIN [A-Z0-9 ]*(?:PRIVATE KEY|CERTIFICATE)-----[A
 _KUBECONFIG_DATA = re.compile(
     r"""(?P<key>\b(?:client-key-data|client-certificate-data)["']?\s*[:=]\s*["']?)"""
     + _VALUE_CHARS)
+# k3s tokens are `K10<hash>::server:<secret>`: a field or assignment value may hold colons.
+_SECRET_VALUE = r"[A-Za-z0-9._~+/=:-]+"  # noqa: S105 - a pattern, not a password
 _TOKEN_FIELD = re.compile(
-    r"""(?P<key>\b(?:[\w-]*token|password|passphrase)["']?\s*:\s*["']?)""" + _VALUE_CHARS,
+    r"""(?P<key>\b(?:[\w-]*token|password|passphrase)["']?\s*:\s*["']?)""" + _SECRET_VALUE,
     re.IGNORECASE)
+# Shell and environment assignments: K3S_TOKEN=..., TOKEN=..., DB_PASSWORD=..., SOPS_AGE_KEY=...
+_ASSIGNMENT = re.compile(
+    r"""(?P<key>\b[\w-]*(?:token|passw(?:or)?d|passphrase|secret|_key)\s*=\s*["']?)"""
+    + _SECRET_VALUE, re.IGNORECASE)
+# SOPS metadata: the data key, encrypted per recipient (`enc: ...`), and encrypted values.
+_SOPS_ENC = re.compile(r"""(?P<key>(?:^|[\s{,])["']?enc["']?\s*:\s*[|>]?-?\s*["']?)"""
+                       + _VALUE_CHARS, re.MULTILINE)
+_SOPS_VALUE = re.compile(r"ENC\[[A-Z0-9_]+,[^\]\s]*\]")
 _BEARER = re.compile(r"(?P<key>\bbearer\s+)" + _VALUE_CHARS, re.IGNORECASE)
 _BASIC = re.compile(r"(?P<key>\bauthorization\s*:\s*basic\s+)" + _VALUE_CHARS, re.IGNORECASE)
 _AGE_KEY = re.compile(r"AGE-SECRET-KEY-1[0-9A-Za-z]+")
@@ -41,7 +58,7 @@ _URL_USERINFO = re.compile(
 
 _SENSITIVE_KEY = re.compile(
     r"^(?:[\w-]*token|password|passphrase|client-key-data|client-certificate-data|"
-    r"private[-_]?key|age[-_]?key)$", re.IGNORECASE)
+    r"private[-_]?key|age[-_]?key|enc|data[-_]?key)$", re.IGNORECASE)
 
 _KUBECONFIG_DOC = re.compile(r"^kind:\s*[\"']?Config[\"']?\s*$", re.MULTILINE)
 _SECRET_FILE_NAME = re.compile(
@@ -54,10 +71,33 @@ def redact(text: str) -> str:
     text = _PEM_BLOCK.sub(REDACTED, text)
     text = _PEM_OPEN.sub(REDACTED, text)
     text = _AGE_KEY.sub(REDACTED, text)
+    text = _SOPS_VALUE.sub(REDACTED, text)
     text = _URL_USERINFO.sub(rf"\g<key>{REDACTED}@", text)
-    for pattern in (_KUBECONFIG_DATA, _TOKEN_FIELD, _BEARER, _BASIC):
+    for pattern in (_KUBECONFIG_DATA, _TOKEN_FIELD, _ASSIGNMENT, _SOPS_ENC, _BEARER, _BASIC):
         text = pattern.sub(rf"\g<key>{REDACTED}", text)
     return text
+
+
+@contextlib.contextmanager
+def redacting_logs() -> Iterator[None]:
+    """While the block runs, every log record is redacted when it is made, whatever handler
+    (console, pytest's capture, a file) later writes it."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        with contextlib.suppress(Exception):  # a broken %-format stays the handler's business
+            record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")

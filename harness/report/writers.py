@@ -101,5 +101,7 @@ def _combined(out_dir: Path, failures: list[tuple[str, Exception]],
     done = ", ".join(f"{k} ({v})" for k, v in written.items()) or "nothing"
     message = (f"{len(failures)} of {total} report writers failed in {out_dir}:\n"
                + "\n".join(lines) + f"\n  written: {done}")
-    return ReportError(message, fix="; ".join(fixes) or "see the errors above; the writers that "
-                                                        "failed have a bug or bad input")
+    err = ReportError(message, fix="; ".join(fixes) or "see the errors above; the writers that "
+                                                       "failed have a bug or bad input")
+    err.written = dict(written)
+    return err

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.command import Command, run
-from harness.errors import HarnessError
 from harness.report.model import FigureItem, RecoveryFigure
 
 KS_GROUP, KS_VERSION, KS_PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
@@ -22,15 +21,7 @@ SYNC = ("flux-system", "flux-system")
 
 def lose_cluster(s: Any, rnd: int) -> None:
     """The disaster of a rebuild: every process and its data are gone, as if the hardware died."""
-    assert s.provider is not None
-    s.collect(rnd)
-    s.provider.delete()
-    s.describe_provider(rnd)
-    if s.provider.is_up():
-        raise HarnessError("the disaster did not take the cluster down")
-    s.provider = None
-    s.api = None
-    s.flux = None
+    s.lose_cluster(rnd)
 
 
 def ttr_figure(name: str, label: str, description: str,

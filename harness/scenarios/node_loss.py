@@ -9,7 +9,6 @@ from typing import Any
 
 from harness.core.scenario import BUILD, Scenario, phases
 from harness.errors import ExpectationFailed
-from harness.providers import SupportsNodeFailure
 from harness.report.model import RecoveryFigure
 from harness.scenarios._common import figure_item, inventory, poll
 from harness.verify import rollout_problem
@@ -58,8 +57,9 @@ def lose_node(s: Any, rnd: int) -> None:
     s.scratch.update(lost_node=lost, affected=sorted({(k, ref) for k, ref, _ in by_node[lost]}),
                      lost_pods=[p for _, _, p in by_node[lost]])
     s.collect(rnd)
-    if isinstance(s.provider, SupportsNodeFailure):
-        s.provider.fail_node(lost)
+    fail_node = getattr(s.provider, "fail_node", None)  # a provider that can stop a node
+    if callable(fail_node):
+        fail_node(lost)
     else:  # embedded: kwok simulates the node; without its Node object it is gone
         k8s.CoreV1Api(s.api).delete_node(lost)
     s.scratch["lost_at"] = s.drill.mark("node-lost")

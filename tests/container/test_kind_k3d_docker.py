@@ -90,13 +90,13 @@ def test_gc_sweeps_labelled_containers_and_networks_of_dead_runs_only(lab_image,
         subprocess.run(["docker", "create", "--name", f"drdrill-{rid}-node", "--network",
                         f"drdrill-{rid}-net", lab_image], check=True, capture_output=True)
     try:
-        swept, alive = gc(tmp_path / "runs", run_id=dead)
-        assert [s.run_id for s in swept] == [dead]
-        assert set(swept[0].docker) == {f"container drdrill-{dead}-node",
-                                        f"network drdrill-{dead}-net"}
+        res = gc(tmp_path / "runs", run_id=dead)
+        assert [s.run_id for s in res.swept] == [dead]
+        assert set(res.swept[0].docker) == {f"container drdrill-{dead}-node",
+                                            f"network drdrill-{dead}-net"}
         assert not lh.networks_with_label(dead)
-        swept, alive = gc(tmp_path / "runs", run_id=live)
-        assert alive == [live] and not swept and lh.networks_with_label(live)
+        res = gc(tmp_path / "runs", run_id=live)
+        assert res.left["alive"] == [live] and not res.swept and lh.networks_with_label(live)
     finally:
         subprocess.run(["docker", "rm", "-f", f"drdrill-{live}-node", f"drdrill-{dead}-node"],
                        capture_output=True, check=False)

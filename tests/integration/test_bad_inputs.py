@@ -57,7 +57,8 @@ def _setup(case: str, tmp_path: Path, fixture_repo, sample_repo) -> tuple[list[s
         return ["--repo", str(sample_repo)], {**empty_cache, "DRDRILL_ALLOW_BUILD": "0"}
     if case == "wrong-tool-version":
         _fake_tool(tmp_path / "tools", "etcd", "etcd Version: 3.4.0")
-        return ["--repo", str(sample_repo), "--tools-dir", str(tmp_path / "tools")], {}
+        return ["--repo", str(sample_repo), "--tools-dir", str(tmp_path / "tools"),
+                "--inputs", str(TOP / "tests/data/repos/home-ops/inputs")], {}
     if case == "report-dir-is-a-file":
         (tmp_path / "file").write_text("x")
         return ["--repo", str(fixture_repo("broken-cycle")), "--cluster", "clusters/dev",
@@ -83,8 +84,9 @@ MATRIX = {
     "nodes-zero": (2, ["must be at least 1"], False),
     "unknown-provider": (2, ["unknown provider 'nope'", "embedded"], True),
     "unknown-scenario": (2, ["unknown scenario 'nope'", "full-rebuild"], True),
-    "missing-tool-no-go": (2, ["v3.6.16", "etcd", "--tools-dir", "Go"], True),
-    "builds-disabled": (2, ["etcd", "v3.6.16", "DRDRILL_ALLOW_BUILD"], True),
+    # Preflight resolves kustomize alone first: the repo is checked before any cluster binary.
+    "missing-tool-no-go": (2, ["v5.8.1", "kustomize", "--tools-dir", "Go"], True),
+    "builds-disabled": (2, ["kustomize", "v5.8.1", "DRDRILL_ALLOW_BUILD"], True),
     "wrong-tool-version": (2, ["etcd", "3.4.0", "v3.6.16"], True),
     "report-dir-is-a-file": (2, ["file", "report"], False),
 }

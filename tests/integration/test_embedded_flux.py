@@ -12,12 +12,12 @@ import yaml
 from harness.config import Config
 from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.gitops.model import analyze
 from harness.gitserver import GitServer, resolve_revision
 from harness.kube import api_client, apply_all, load_yaml_docs
 from harness.procs import port_in_use
 from harness.providers import ProviderContext
 from harness.providers.embedded import EmbeddedProvider
-from harness.repo import analyze
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, HELM_TOOLS, ensure_tools, flux_crds
 from tests.conftest import sample_inputs
 

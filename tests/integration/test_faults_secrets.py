@@ -15,13 +15,13 @@ import yaml
 from harness.config import Config
 from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.gitops.model import analyze
 from harness.gitserver import GitServer, resolve_revision
 from harness.kube import api_client, apply_all, load_yaml_docs
 from harness.providers import ProviderContext
 from harness.providers.embedded import EmbeddedProvider
-from harness.repo import analyze
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, HELM_TOOLS, ensure_tools, flux_crds
-from tests.conftest import age_identity, sample_inputs
+from tests.conftest import age_identity, planted_secrets, sample_inputs
 
 pytestmark = pytest.mark.integration
 TOP = Path(__file__).resolve().parents[2]
@@ -76,7 +76,9 @@ def test_secrets_never_reach_the_report(fixture_repo, tmp_path):
     marker = "drdrill-planted-" + os.urandom(6).hex()
     age = age_identity()
     prod = next(iter(load_yaml_docs(repo / "inputs" / "prod-secrets.yaml")))
+    planted, markers = planted_secrets()
     prod["stringData"] = {k: marker for k in (prod.get("stringData") or {"DB_PASSWORD": ""})}
+    prod["stringData"]["planted"] = planted
     (inputs / "prod-secrets.yaml").write_text(yaml.safe_dump(prod))
     (inputs / "sops-age.yaml").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Secret",
@@ -98,4 +100,38 @@ def test_secrets_never_reach_the_report(fixture_repo, tmp_path):
         assert marker not in text, path
         assert age not in text and "AGE-SECRET-KEY-1" not in text, path
         assert "PRIVATE KEY-----" not in text, path
-    assert marker not in res.stdout + res.stderr and age not in res.stdout + res.stderr
+        assert not [m for m in markers if m in text], path
+    console = res.stdout + res.stderr
+    assert marker not in console and age not in console
+    assert not [m for m in markers if m in console]
+
+
+def test_every_secret_form_is_redacted_in_every_artifact_and_the_console(tmp_path):
+    """Plant every secret form in the component logs, a phase error, a progress line and a log
+    warning of a drill (the `procs` cluster of the fault matrix); grep everything it wrote."""
+    from tests.conftest import FIXTURE_REPOS, git_commit_tree
+
+    planted, markers = planted_secrets()
+    repo = tmp_path / "repo"
+    git_commit_tree([FIXTURE_REPOS / "chain3"], repo)
+    out = tmp_path / "report"
+    env = {**os.environ, "DRDRILL_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1",
+           "DRDRILL_FAULT": "procs,plant", "DRDRILL_PLANT": planted,
+           "DRDRILL_PLANT_TOKEN": markers[0]}
+    res = subprocess.run([sys.executable, "-m", "tests.integration.faultkit", "drill",
+                          "--provider", "procs", "--repo", str(repo), "--cluster", "clusters/dev",
+                          "--report-dir", str(out)], env=env, cwd=TOP, capture_output=True,
+                         text=True, timeout=300)
+    console = res.stdout + res.stderr
+    assert res.returncode == 2 and "planted failure" in console, console
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "broken" and "K3S_TOKEN=[REDACTED]" in report["error"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    logs = [p for p in files if p.suffix == ".log"]
+    assert logs and all("K3S_TOKEN=[REDACTED]" in p.read_text() for p in logs)
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert not [m for m in markers if m in text], path
+        assert "PRIVATE KEY-----" not in text, path
+    assert "K3S_TOKEN=[REDACTED]" in console and "procs provider describing itself" in console
+    assert not [m for m in markers if m in console], console

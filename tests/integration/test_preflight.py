@@ -14,7 +14,8 @@ from harness.errors import (
     MissingPathError,
     UnknownDependencyError,
 )
-from harness.repo import analyze, check_inputs, load_inputs
+from harness.gitops.inputs import check_inputs, load_inputs
+from harness.gitops.model import analyze
 from harness.tools import ensure_tools
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def ks(model):
 
 
 def required_inputs(model):
-    return {(i.kind, i.namespace, i.name) for i in model.manual_inputs if not i.replaced_in_drill}
+    return {(i.kind, i.namespace, i.name) for i in model.manual_inputs if i.required}
 
 
 def test_sample_repo_graph_and_inventory(sample_repo, kustomize):
@@ -74,6 +75,7 @@ def test_sops_and_substitute_inventory(fixture_repo, kustomize):
     assert required_inputs(model) == {("Secret", "flux-system", "sops-age"),
                                       ("Secret", "flux-system", "prod-secrets")}
     by_name = {i.name: i for i in model.manual_inputs}
+    assert by_name["prod-overrides"].status == "optional"
     assert by_name["sops-age"].field == "spec.decryption.secretRef"
     assert by_name["sops-age"].automatable is False
     # The repo's inputs/ folder holds prod-secrets but not the age key: preflight names it.
@@ -127,5 +129,128 @@ def test_helm_release_with_chart_in_git(fixture_repo, kustomize):
     assert "HelmRelease/web/hello" in model.expected()
     # the ConfigMap is rendered by the repo; the Secret is not
     assert required_inputs(model) == {("Secret", "web", "hello-secrets")}
-    [item] = model.manual_inputs
+    [item] = [i for i in model.manual_inputs if i.required]
     assert item.needed_by == ("HelmRelease/web/hello",) and item.field == "spec.valuesFrom[1]"
+
+
+def rendered(model, kind, name):
+    [o] = [o for o in model.rendered if o.kind == kind and o.name == name]
+    return o
+
+
+def test_render_quirks_as_kustomize_controller(fixture_repo, kustomize):
+    model = analyze(fixture_repo("render-quirks"), "clusters/dev", kustomize=kustomize,
+                    collect=True)
+    assert model.verdict == "ok", model.problems
+    assert set(ks(model)) == {"flux-system/flux-system", "flux-system/config",
+                              "flux-system/plain", "flux-system/overlay-a",
+                              "flux-system/overlay-b"}
+    web = rendered(model, "Deployment", "web")
+    assert web.namespace == "quirks"  # targetNamespace on a generated kustomization.yaml
+    assert web.doc["metadata"]["labels"]["patched-by"] == "flux"  # spec.patches
+    container = web.doc["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/example/app:1.2.3"  # substitute + substituteFrom
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"MODE": "fallback", "SHELL_VAR": "${HOME}"}
+    svc = rendered(model, "Service", "web")
+    assert [p["targetPort"] for p in svc.doc["spec"]["ports"]] == [80, 9090]  # &port twice
+    assert {("ConfigMap", "team-a", "team-settings"), ("ConfigMap", "team-b", "team-settings"),
+            ("ConfigMap", "quirks", "app-settings")} <= model.produced
+    assert required_inputs(model) == set()
+    assert {i.name: i.status for i in model.manual_inputs}["maybe-vars"] == "optional"
+
+
+def test_secret_zero_inventory(fixture_repo, kustomize):
+    model = analyze(fixture_repo("secret-zero"), "clusters/main", kustomize=kustomize,
+                    collect=True)
+    status = {(i.kind, i.namespace, i.name): i for i in model.manual_inputs}
+    assert status[("Secret", "external-secrets", "onepassword-connect-token")].status == "missing"
+    assert "that very store" in status[("Secret", "external-secrets",
+                                        "onepassword-connect-token")].why
+    assert status[("Secret", "apps", "vault-token")].status == "missing"
+    assert status[("Secret", "external-secrets", "bitwarden-access-token")].status == \
+        "produced-at-runtime"
+    assert status[("Secret", "apps", "web-values")].status == "produced-at-runtime"
+    assert status[("Secret", "apps", "shared-tls")].status == "produced-at-runtime"
+    assert status[("ConfigMap", "apps", "ca-bundle")].status == "produced-at-runtime"
+    assert status[("ConfigMap", "apps", "web-extra")].status == "optional"
+    sops = status[("Secret", "flux-system", "sops-age")]
+    assert sops.status == "missing" and "kustomize-controller" in sops.needed_by
+    git = status[("Secret", "flux-system", "flux-system")]
+    assert git.status == "missing" and git.replaced_in_drill and "FluxInstance" in git.why
+    deps = {(d.kind, d.url) for d in model.external_dependencies}
+    assert {("git", "ssh://git@github.com/example/fleet.git"),
+            ("git", "https://git.example.org/team/manifests.git"),
+            ("helm-repository", "https://charts.jetstack.io"),
+            ("oci-registry", "oci://ghcr.io/kyverno/charts"),
+            ("oci-registry", "oci://registry.example.org/charts/web"),
+            ("container-registry", "docker.io"), ("container-registry", "ghcr.io"),
+            ("container-registry", "quay.io")} <= deps
+    assert {lim.obj for lim in model.limits} == {"HelmRelease/flux-system/cert-manager",
+                                                 "HelmRelease/flux-system/kyverno"}
+    assert model.verdict == "unsupported"
+    assert {p.object for p in model.problems} == {"Alert/apps/chat", "Provider/apps/chat"}
+    assert all("notification-controller" in p.message for p in model.problems)
+
+
+def cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_preflight_cli_json_and_exit_codes(fixture_repo, kustomize):
+    import json
+
+    repo = fixture_repo("secret-zero")
+    res = cli("preflight", "--repo", repo, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["verdict"] == "limited" and data["kustomizations"] == 4
+    for item in data["manual_inputs"]:
+        assert {"kind", "namespace", "name", "needed_by", "status"} <= set(item)
+        assert item["status"] in ("missing", "supplied", "produced-at-runtime", "optional")
+    assert all({"url", "kind", "used_by"} <= set(d) for d in data["external_dependencies"])
+    assert all({"file", "object", "message", "fix"} <= set(p) for p in data["problems"])
+    # --inputs that lacks a required input: incomplete, exit 2
+    empty = repo.parent / "no-inputs"
+    empty.mkdir()
+    res = cli("preflight", "--repo", repo, "--inputs", empty, "--json")
+    assert res.returncode == 2 and json.loads(res.stdout)["verdict"] == "incomplete"
+    # broken repo: invalid, exit 2, the file and object named
+    res = cli("preflight", "--repo", fixture_repo("broken-cycle"), "--cluster", "clusters/dev")
+    assert res.returncode == 2 and "INVALID" in res.stdout and "flux-system/a" in res.stdout
+    md = cli("inventory", "--repo", repo, "--markdown")
+    assert md.returncode == 0 and "| missing | Secret |" in md.stdout
+
+
+def test_preflight_loads_no_cluster_code(fixture_repo, kustomize):
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from harness.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = main(['preflight', '--repo', {str(fixture_repo('chain3'))!r}, '--json'])\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')"
+            " or m.startswith(('harness.providers', 'harness.kube', 'harness.flux',"
+            " 'harness.runner', 'harness.converge')))\n"
+            "print(rc, bad)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.stdout.strip() == "0 []", res.stdout + res.stderr
+
+
+def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustomize):
+    model = analyze(fixture_repo("artifact-generator"), "clusters/dev", kustomize=kustomize,
+                    collect=True)
+    assert model.verdict == "ok", model.problems
+    assert model.uses_watcher
+    assert ks(model)["flux-system/apps"] == {"flux-system/controllers"}
+    assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
+    assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
+                                                 for d in model.external_dependencies}

@@ -6,7 +6,7 @@ import pytest
 
 from harness.config import Config
 from harness.errors import CommandError, ConfigError, DependencyCycleError, RepoError
-from harness.repo import find_cycle
+from harness.gitops.model import find_cycle
 
 pytestmark = pytest.mark.unit
 

@@ -137,3 +137,126 @@ def test_critical_path_follows_the_chain_that_finished_last():
 
 def test_critical_path_empty_without_ready_objects():
     assert critical_path({}) == []
+
+
+def gitrepo(name, *, ready="False", reason="GitOperationFailed", message="connection refused",
+            rev=None, url="http://127.0.0.1:1/remote.git"):
+    return {"metadata": {"name": name, "namespace": "flux-system", "generation": 1},
+            "spec": {"url": url},
+            "status": {"artifact": {"revision": rev} if rev else None, "conditions": [
+                {"type": "Ready", "status": ready, "reason": reason, "message": message,
+                 "observedGeneration": 1}]}}
+
+
+def test_unchanged_failure_fails_after_the_stuck_window_naming_the_url():
+    c = Converger(api=None, revision=REV, expected=set(), stuck_after_s=30)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 1.0)
+    c.check_stuck(20.0)  # still within Flux's retries
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 25.0)  # same reason and message again
+    with pytest.raises(ObjectFailed) as err:
+        c.check_stuck(31.5)
+    text = str(err.value)
+    assert "GitRepository/flux-system/remote" in text and "http://127.0.0.1:1/remote.git" in text
+    assert "connection refused" in text and "unchanged for 30s" in text
+
+
+def test_progressing_between_retries_does_not_restart_the_window():
+    c = Converger(api=None, revision=REV, expected=set(), stuck_after_s=30)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 1.0)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote", reason="Progressing", message="building"), 20.0)
+    fold(c, GIT_REPOSITORIES, gitrepo("remote"), 25.0)
+    with pytest.raises(ObjectFailed) as err:
+        c.check_stuck(31.5)
+    assert "connection refused" in str(err.value)
+
+
+def test_waiting_on_a_source_that_never_appears_fails():
+    c = Converger(api=None, revision=REV, expected=set(), stuck_after_s=30)
+    gone = ks("k") | {"spec": {"sourceRef": {"kind": "GitRepository", "name": "gone"}},
+                      "status": {"conditions": [{
+                          "type": "Ready", "status": "False", "reason": "ArtifactFailed",
+                          "message": 'GitRepository "gone" not found', "observedGeneration": 2}]}}
+    fold(c, KUSTOMIZATIONS, gone, 1.0)
+    assert "not in the cluster" in c.objects["Kustomization/flux-system/k"].waiting_on
+    with pytest.raises(ObjectFailed):
+        c.check_stuck(32.0)
+
+
+def test_a_changing_failure_restarts_the_window_and_waits_never_count():
+    c = Converger(api=None, revision=REV, expected={"GitRepository/flux-system/flux-system"},
+                  stuck_after_s=30)
+    fold(c, GIT_REPOSITORIES, gitrepo("r", message="first"), 1.0)
+    fold(c, GIT_REPOSITORIES, gitrepo("r", message="second"), 20.0)
+    c.check_stuck(45.0)  # second message only 25 s old
+    fold(c, KUSTOMIZATIONS, ks("apps", ready="False", reason="DependencyNotReady"), 1.0)
+    waiting = ks("src") | {"status": {"conditions": [{
+        "type": "Ready", "status": "False", "reason": "ArtifactFailed",
+        "message": "Source artifact not found, retrying in 30s", "observedGeneration": 2}]}}
+    fold(c, KUSTOMIZATIONS, waiting, 1.0)
+    assert c.objects["Kustomization/flux-system/src"].waiting_on == \
+        "source GitRepository/flux-system/flux-system not ready"
+    c.check_stuck(49.0)  # waiting on a dependency or a source is never a failure of its own
+
+
+def test_kind_no_controller_serves_fails_at_once():
+    c = Converger(api=None, revision=REV, expected=set())
+    msg = ('Alert/apps/chat dry-run failed: no matches for kind "Alert" in version '
+           '"notification.toolkit.fluxcd.io/v1beta3"')
+    with pytest.raises(ObjectFailed) as err:
+        fold(c, KUSTOMIZATIONS, ks("apps", ready="False", reason="ReconciliationFailed") |
+             {"status": {"conditions": [{"type": "Ready", "status": "False",
+                                         "reason": "ReconciliationFailed", "message": msg,
+                                         "observedGeneration": 2}]}}, 1.0)
+    assert "notification-controller" in str(err.value) and "Alert" in str(err.value)
+
+
+def test_webhook_failure_names_webhook_installer_and_provider():
+    c = Converger(api=None, revision=REV, expected=set(),
+                  webhooks={"webhook.cert-manager.io": "ValidatingWebhookConfiguration/"
+                                                       "cert-manager-webhook (applied by "
+                                                       "HelmRelease/cert-manager/cert-manager)"})
+    msg = ('ClusterIssuer/letsencrypt dry-run failed: Internal error occurred: failed calling '
+           'webhook "webhook.cert-manager.io": failed to call webhook: Post '
+           '"https://cert-manager-webhook.cert-manager.svc:443/validate": connect: connection '
+           'refused')
+    t = Tracked("Kustomization", "flux-system", "issuers", 0.0)
+    state = readiness(ks("issuers", ready="False", reason="ReconciliationFailed"),
+                      "Kustomization", revision=REV)
+    text = c.diagnose(t, state.__class__(False, False, state.reason, msg, None))
+    assert "webhook.cert-manager.io" in text and "HelmRelease/cert-manager/cert-manager" in text
+    assert "--provider kind" in text
+    by_chart = Converger(api=None, revision=REV, expected=set(), webhooks={
+        "kyverno": "HelmRelease/kyverno/kyverno (chart kyverno)"})
+    msg = 'failed calling webhook "validate.kyverno.svc-fail": connection refused'
+    text = by_chart.diagnose(t, state.__class__(False, False, "ReconciliationFailed", msg, None))
+    assert "installed by HelmRelease/kyverno/kyverno (chart kyverno)" in text
+
+
+def test_summary_names_what_holds_convergence_up_first():
+    c = Converger(api=None, revision=REV, expected={"Kustomization/flux-system/later"})
+    fold(c, KUSTOMIZATIONS, ks("flux-system"), 1.0)
+    fold(c, KUSTOMIZATIONS, ks("apps", ready="False", reason="DependencyNotReady",
+                               deps=["infra"]), 2.0)
+    fold(c, KUSTOMIZATIONS, ks("infra", ready="False", reason="Progressing",
+                               ) | {"status": {"conditions": [{
+                                   "type": "Ready", "status": "False", "reason": "Progressing",
+                                   "message": "health check of Deployment/x/y in progress",
+                                   "observedGeneration": 2}]}}, 2.0)
+    line = c.summary()
+    assert line.startswith("converge: 1/4 ready; waiting on Kustomization/flux-system/infra "
+                           "(health check")
+    assert "Kustomization/flux-system/apps (dependency flux-system/infra not ready)" in line
+    assert "Kustomization/flux-system/later (not applied yet)" in line
+
+
+def test_only_the_sync_source_must_be_at_the_commit():
+    c = Converger(api=None, revision=REV, expected=set())
+    fold(c, GIT_REPOSITORIES, gitrepo("other", ready="True", reason="Succeeded",
+                                      rev="main@sha1:" + "a" * 40), 1.0)
+    assert c.objects["GitRepository/flux-system/other"].ready_after_s == 1.0
+    fold(c, GIT_REPOSITORIES, gitrepo("flux-system", ready="True", reason="Succeeded",
+                                      rev="main@sha1:" + "a" * 40), 1.0)
+    assert c.objects["GitRepository/flux-system/flux-system"].ready_after_s is None
+    helm_oci = {"metadata": {"name": "charts", "namespace": "flux-system", "generation": 1},
+                "spec": {"type": "oci", "url": "oci://ghcr.io/x"}, "status": {}}
+    assert readiness(helm_oci, "HelmRepository", revision=REV).ready

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drill import Drill
+from harness.core.recorder import Drill
 from harness.errors import NotConverged, ProviderError
 
 pytestmark = pytest.mark.unit

@@ -76,6 +76,7 @@ DOCKER_OK = """case "$1 $2" in
   "network create") echo "f00d" ;;
   "network rm") echo "$3" ;;
   "network inspect") cat "NETINSPECT" ;;
+  "ps "*) [ -f "NETINSPECT.ps" ] && cat "NETINSPECT.ps"; true ;;
   *) echo "unexpected docker $*" >&2; exit 9 ;;
 esac"""
 
@@ -248,6 +249,32 @@ esac""")
     assert log[-1].endswith(f"network rm {net}")
     assert not (tmp_path / "r1").exists()
     assert provider.is_up() is False
+
+
+def test_a_failing_kind_delete_raises_and_the_containers_are_named(tmp_path, only_fakes):
+    """A delete the CLI refuses is an error, not a log line; the network and the workdir are
+    still removed; the gone-check asks Docker by kind's own label, not the (removed) kubeconfig."""
+    (only_fakes / "NETINSPECT").write_text((RECORDED / "docker-20.10-network-inspect.json")
+                                           .read_text())
+    fake_cli(only_fakes, "docker", DOCKER_OK.replace("NETINSPECT", str(only_fakes / "NETINSPECT")))
+    fake_cli(only_fakes, "kind", f"""case "$1" in
+  version) cat {RECORDED / 'kind-v0.29.0-version.stdout'} ;;
+  create) : > "$8" ;;
+  delete) echo "ERROR: failed to delete cluster: permission denied" >&2; exit 1 ;;
+esac""")
+    provider = kind_mod.KindProvider(ctx(tmp_path))
+    provider.create()
+    (only_fakes / "NETINSPECT.ps").write_text(f"{provider.cluster}-control-plane\n")
+    with pytest.raises(ProviderError) as err:
+        provider.delete()
+    assert "could not delete cluster" in str(err.value) and "permission denied" in str(err.value)
+    assert "drdrill gc --run-id" in str(err.value)
+    assert not (tmp_path / "r1").exists()
+    assert calls(only_fakes)[-1].endswith(f"network rm {provider.network}")
+    assert provider.leftovers() == [f"container {provider.cluster}-control-plane"]
+    assert provider.is_up() is True  # the node container runs; no kubeconfig left to ask with
+    (only_fakes / "NETINSPECT.ps").unlink()
+    assert provider.leftovers() == [] and provider.is_up() is False
 
 
 def test_k3d_lifecycle_through_the_cli_boundary(tmp_path, only_fakes):

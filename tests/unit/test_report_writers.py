@@ -205,7 +205,8 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
     rebuilt = DrillReport(**{
         **data,
         "phases": tuple(PhaseRecord(**p) for p in data["phases"]),
-        "objects": tuple(ObjectRecord(**{**o, "depends_on": tuple(o["depends_on"])})
+        "objects": tuple(ObjectRecord(**{**o, "depends_on": tuple(o["depends_on"]),
+                                         "conditions": tuple(o["conditions"])})
                          for o in data["objects"]),
         "manual_steps": tuple(ManualStep(**m) for m in data["manual_steps"]),
         "critical_path": tuple(CriticalHop(**h) for h in data["critical_path"]),
@@ -215,6 +216,9 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
             RecoveryFigure(**{**f, "items": tuple(FigureItem(**i) for i in f["items"])})
             for f in data["recovery_figures"]),
         "automated_steps": tuple(ManualStep(**m) for m in data["automated_steps"]),
+        "external_dependencies": tuple(data["external_dependencies"]),
+        "embedded_limits": tuple(data["embedded_limits"]),
+        "leftovers": tuple(data["leftovers"]),
     })
     assert rebuilt == report
 

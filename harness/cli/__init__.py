@@ -9,17 +9,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
 from harness.config import Config
-from harness.errors import ConfigError, HarnessError
-from harness.flux import FluxSettings
-from harness.report.model import DrillReport
+from harness.errors import DrillInterrupted, HarnessError
+from harness.report.redact import redact
+
+if TYPE_CHECKING:
+    from harness.report.model import DrillReport
 
 
 class Progress:
-    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise."""
+    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise.
+    Every line goes through the one redaction step."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
@@ -28,6 +31,7 @@ class Progress:
         self._status = False
 
     def __call__(self, line: str) -> None:
+        line = redact(line)
         stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
         if self.tty and line.startswith(("converge:", "build:", "go:")):
             self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
@@ -50,6 +54,7 @@ class Progress:
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.flux import FluxSettings
     from harness.scenarios import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
@@ -84,6 +89,7 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.flux import FluxSettings
     from harness.providers.lab import provider_options_from_args
     from harness.runner import DrillOptions, run_drill
 
@@ -96,7 +102,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         config=config, provider_options=provider_options_from_args(args),
         scenario_options=dict(args.scenario_option))
     progress = Progress()
-    from harness.drill import Drill
+    from harness.core.recorder import Drill
     from harness.runner import new_run_id
 
     drill = Drill(new_run_id())
@@ -121,9 +127,13 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     out.write(f"manual steps (recovery): {len(recovery)}"
               + (f" (automated by drdrill: {auto})" if auto else "") + "\n")
     if report.error:
-        lines = report.error.splitlines()
+        lines = redact(report.error).splitlines()
         out.write("error: " + "\n       ".join(lines[:12]) + ("\n       ..." if len(lines) > 12
                                                               else "") + "\n")
+    for item in report.leftovers:
+        out.write(f"left behind: {item}\n")
+    if report.leftovers:
+        out.write(f"fix: drdrill gc --run-id {report.run_id}\n")
     out.write(f"report: {report_dir / 'report.json'}\n")
     for name in ("report.md", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
@@ -171,24 +181,40 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from harness.gc import gc, parse_age
 
     config = Config.from_env()
-    swept, alive = gc(config.runs_dir, older_than_s=parse_age(args.older_than),
-                      run_id=args.run_id, dry_run=args.dry_run)
+    res = gc(config.runs_dir, older_than_s=parse_age(args.older_than), run_id=args.run_id,
+             dry_run=args.dry_run, include_kept=args.include_kept)
     verb = "would remove" if args.dry_run else "removed"
-    for s in swept:
+    for s in res.swept:
         print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
               + (f", {s.removed}" if s.removed else "")
               + (f", {', '.join(s.docker)}" if s.docker else ""))
-    for rid in alive:
-        print(f"left alone: run {rid} is still running")
-    if not swept:
+    why = {
+        "kept": "kept with --keep-cluster; remove it with `drdrill gc --run-id {rid}` or "
+                "--include-kept",
+        "alive": "still running",
+        "unknown": "its owner is in another pid namespace or boot, so whether it still runs "
+                   "cannot be checked from here; pass --older-than (e.g. 2h) or --run-id",
+        "young": f"younger than --older-than {args.older_than}",
+    }
+    for reason, rids in res.left.items():
+        for rid in rids:
+            print(f"left alone: run {rid}: {why[reason].format(rid=rid)}")
+    if not res.swept:
         print("nothing to remove")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
+    """All subcommands; with `light`, only the offline ones, so that `drdrill preflight` loads
+    no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    from harness.cli.preflight import add_preflight_commands
+
+    add_preflight_commands(sub)
+    if light:
+        return parser
     _add_drill(sub)
     from harness.tools_cli import add_tools_commands
 
@@ -197,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(sub)
     p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
-    p.add_argument("--older-than", default="0s", help="only runs older than this (e.g. 1h)")
-    p.add_argument("--run-id", help="only this run")
+    p.add_argument("--older-than", help="only runs older than this (e.g. 1h); also sweeps runs "
+                                        "whose owner cannot be checked from here")
+    p.add_argument("--run-id", help="only this run (also when kept, unless it is running)")
+    p.add_argument("--include-kept", action="store_true",
+                   help="also remove clusters kept with --keep-cluster")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
     p.set_defaults(func=_cmd_gc)
     p = sub.add_parser("scenarios", help="the scenario library")
@@ -213,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from harness.cli.preflight import LIGHT_COMMANDS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(light=command in LIGHT_COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -225,13 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except ConfigError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
-        return 2
     except HarnessError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
+        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DrillInterrupted):
         print("drdrill: interrupted", file=sys.stderr)
         return 130
 
