@@ -41,20 +41,22 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def drill(session: nox.Session) -> None:
-    """Run the full-rebuild drill of this repo on the embedded provider; prints the report."""
+    """A drill of this repo on the embedded provider (`-- --scenario NAME`); prints the report."""
     _install(session)
     session.run("drdrill", "tools", "ensure")
-    args = session.posargs or ["--inputs", "scenarios/inputs/homelab"]
+    args = list(session.posargs)
+    if "--inputs" not in args and "--repo" not in args:  # the sample repo's manual inputs
+        args += ["--inputs", "scenarios/inputs/homelab"]
     session.run("drdrill", "drill", *args, env={"PYTHONUNBUFFERED": "1"})
 
 
 @nox.session(default=False)
 def scenarios(session: nox.Session) -> None:
-    """The drills as pytest scenarios, with Allure results in reports/allure-results."""
+    """Every scenario drill (scenarios/) with Allure results in reports/allure-results."""
     _install(session)
     session.run("drdrill", "tools", "ensure")
-    session.run("pytest", "scenarios", "--alluredir", str(Path("reports") / "allure-results"),
-                *session.posargs)
+    session.run("pytest", "-n", "2", "scenarios", "--alluredir",
+                str(Path("reports") / "allure-results"), *session.posargs)
 
 
 @nox.session(default=False)

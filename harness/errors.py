@@ -7,7 +7,8 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     ├── NotConverged                     objects not ready at the revision by the deadline
     ├── ObjectFailed                     a Flux object is Stalled, suspended or terminally failed
     ├── RolloutFailed                    a workload in a Flux inventory did not roll out
-    └── RTOExceeded                      time-to-ready is over the --rto target
+    ├── RTOExceeded                      time-to-ready is over the --rto target
+    └── ExpectationFailed                a scenario's expectation was not met (problems listed)
 
     HarnessError (Exception)             the harness, input or infrastructure broke -> "broken"
     ├── ConfigError                      a bad option (unknown provider, RTO not a number)
@@ -317,3 +318,12 @@ class HostKeyError(SSHError):
 
 class DockerUnavailable(ProviderError):
     """kind/k3d need Docker: the CLI is missing or no engine answers."""
+
+
+class ExpectationFailed(DrillFailure):
+    """A scenario's disaster-recovery expectation was not met; each problem names the object."""
+
+    def __init__(self, scenario: str, problems: Sequence[str]) -> None:
+        self.scenario = scenario
+        self.problems = list(problems)
+        super().__init__(f"{scenario}: expectation not met:\n  " + "\n  ".join(self.problems))

@@ -113,6 +113,9 @@ class FluxRuntime:
         if missing:
             raise ProviderError(f"Flux controllers not resolved: {missing}",
                                 fix="run `drdrill tools ensure`")
+        running = {c.name for c in host.supervisor.children if c.proc.poll() is None}
+        if self.controller_flags and running >= set(self.controller_flags):
+            return  # bootstrap again: the controllers run already, as `flux bootstrap` leaves them
         flux_dir = host.data_dir / "flux"
         for sub in ("tmp", "artifacts"):
             (flux_dir / sub).mkdir(parents=True, exist_ok=True)

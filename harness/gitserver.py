@@ -6,15 +6,18 @@ under test; `git http-backend` (real Git) answers the protocol behind a small th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 from harness.command import Command, run
@@ -151,6 +154,29 @@ class _GitHTTPServer(ThreadingHTTPServer):
     root: Path
     requests: int = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self.open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut kept-alive client connections too: an outage must not spare them."""
+        with self._open_lock:
+            conns = list(self.open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
 
 class GitServer:
     """`with GitServer(rev, workdir) as srv:` serves `srv.url` until the block ends."""
@@ -161,6 +187,7 @@ class GitServer:
         self.host = host
         self._httpd: _GitHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._paused_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -183,6 +210,42 @@ class GitServer:
         self._thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
         self._thread.start()
         return self
+
+    def pause(self) -> int:
+        """Stop answering (a Git outage) but keep the repository and the port; returns it."""
+        if self._httpd is None:
+            raise GitServerError("the Git server is not running")
+        port = int(self._httpd.server_address[1])
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd.drop_connections()
+        self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._paused_port = port
+        return port
+
+    def resume(self) -> GitServer:
+        """Serve again on the port it had before `pause()` (the URL Flux holds stays valid)."""
+        port = self._paused_port
+        if port is None:
+            raise GitServerError("the Git server was not paused")
+        try:
+            httpd = _GitHTTPServer((self.host, port), _Handler)
+        except OSError as exc:
+            raise GitServerError(f"cannot listen on {self.host}:{port} again: {exc}") from exc
+        httpd.root = self.workdir
+        self._httpd = httpd
+        self._paused_port = None
+        self._thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def bare_repo(self) -> Path:
+        """The served bare repository (scenarios commit to it: a bad change, a revert)."""
+        return self.workdir / REPO_NAME
 
     def stop(self) -> None:
         if self._httpd is not None:

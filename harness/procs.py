@@ -143,6 +143,8 @@ class Managed:
     argv: tuple[str, ...]
     log: Path
     proc: subprocess.Popen[bytes]
+    env: Mapping[str, str] | None = None
+    """The extra environment it was started with, so a restart gets the same."""
 
     @property
     def pid(self) -> int:
@@ -182,7 +184,7 @@ class Supervisor:
                 )
             except OSError as exc:
                 raise ProviderError(f"cannot start {name} ({argv[0]}): {exc}") from exc
-        managed = Managed(name, tuple(argv), log_path, proc)
+        managed = Managed(name, tuple(argv), log_path, proc, dict(env) if env else None)
         self.children.append(managed)
         return managed
 

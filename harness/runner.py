@@ -1,4 +1,4 @@
-"""Scenarios as data, and the one short function that runs a drill top to bottom.
+"""The one short function that runs a drill top to bottom, and the phase actions.
 
     preflight → provision → bootstrap → converge → verify → disaster →
     provision → bootstrap → converge → verify → report → teardown
@@ -8,6 +8,9 @@ cluster are registered the moment they exist and released in reverse order on ev
 success, failure, SIGINT/SIGTERM/SIGHUP (harness.core.interrupts). Diagnostics are collected
 before teardown; the report is written before teardown and again last, naming whatever could
 not be released.
+
+The phases and hooks of each scenario are data (harness.core.scenario, harness.scenarios); the
+engine calls the hooks by role and knows no scenario by name.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +31,7 @@ from harness.converge import Converger, ConvergeResult, watched_kinds
 from harness.core.interrupts import Interrupts
 from harness.core.recorder import Drill, describe_error, outcome_of
 from harness.core.resources import Resource, Resources, Teardown
+from harness.core.scenario import Scenario
 from harness.diagnostics import collect_diagnostics
 from harness.errors import (
     ConfigError,
@@ -54,9 +58,10 @@ from harness.providers import (
     get_provider,
     leftovers,
 )
-from harness.report.model import DrillReport, ObjectRecord, Verdict
+from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
 from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
+from harness.scenarios import SCENARIOS
 from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
@@ -71,36 +76,6 @@ from harness.verify import verify_rollouts
 log = logging.getLogger(__name__)
 
 KeepCluster = Literal["never", "on-failure", "always"]
-
-
-@dataclass(frozen=True)
-class PhaseSpec:
-    name: str
-    round: int
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    phases: tuple[PhaseSpec, ...]
-
-
-def _rebuild_phases() -> tuple[PhaseSpec, ...]:
-    first = [PhaseSpec(n, 1) for n in ("preflight", "provision", "bootstrap", "converge",
-                                       "verify", "disaster")]
-    second = [PhaseSpec(n, 2) for n in ("provision", "bootstrap", "converge", "verify")]
-    return tuple(first + second)
-
-
-SCENARIOS: dict[str, Scenario] = {
-    "full-rebuild": Scenario(
-        "full-rebuild",
-        "Build the cluster from Git, delete it (the disaster), rebuild it from Git, and measure "
-        "time-to-ready and manual steps of the rebuild.",
-        _rebuild_phases(),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -121,6 +96,8 @@ class DrillOptions:
     flux: FluxSettings = field(default_factory=FluxSettings)
     config: Config = field(default_factory=Config.from_env)
     provider_options: dict[str, Any] = field(default_factory=dict)
+    scenario_options: dict[str, Any] = field(default_factory=dict)
+    """The scenario's own knobs (`--scenario-option key=value`), e.g. the drift targets."""
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -133,6 +110,11 @@ def validate_options(opts: DrillOptions) -> None:
     if opts.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {opts.scenario!r}",
                           fix=f"use one of: {', '.join(sorted(SCENARIOS))}")
+    unknown = sorted(set(opts.scenario_options) - set(SCENARIOS[opts.scenario].options))
+    if unknown:
+        known = ", ".join(sorted(SCENARIOS[opts.scenario].options)) or "none"
+        raise ConfigError(f"scenario {opts.scenario} has no option {', '.join(unknown)}",
+                          fix=f"its options: {known}")
     get_provider(opts.provider)
     if opts.rto_s is not None and opts.rto_s <= 0:
         raise ConfigError(f"--rto must be a positive number of seconds, got {opts.rto_s}")
@@ -179,6 +161,36 @@ class RunState:
     """The run's one context stack; teardown is `resources.close()`."""
     cluster: Resource | None = None
     """The current round's cluster on the stack."""
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """What a scenario's hooks keep between phases (snapshots, timings)."""
+
+    @property
+    def scenario(self) -> Scenario:
+        return SCENARIOS.get(self.opts.scenario, SCENARIOS["full-rebuild"])
+
+    @property
+    def flux_settings(self) -> FluxSettings:
+        return replace(self.opts.flux, **self.scenario.flux_overrides)
+
+    def option(self, key: str) -> Any:
+        """A scenario option: the user's `--scenario-option`, else the scenario's default."""
+        return self.scenario.option(self.opts.scenario_options, key)
+
+    def collect(self, rnd: int) -> None:
+        """Diagnostics of the live cluster, before anything takes it down."""
+        _collect(self, rnd)
+
+    def lose_cluster(self, rnd: int) -> None:
+        """Lose the cluster: every process and its data are gone, as if the hardware died.
+
+        Checked against the real world (processes, ports, containers), not the provider's
+        word; what is left stays on the stack, so teardown tries again and names it."""
+        assert self.provider is not None and self.cluster is not None
+        _collect(self, rnd)
+        left = self.resources.release(self.cluster)
+        if left:
+            raise DisasterIncomplete(f"r{rnd}", left)
+        self.provider, self.cluster, self.flux = None, None, None
 
     @property
     def keep_always(self) -> bool:
@@ -236,7 +248,7 @@ class RunState:
 
 def preflight(s: RunState, rnd: int) -> None:
     # The repo first, with nothing built but kustomize: a typo fails before a cold build.
-    s.tools = ensure_tools(s.opts.config, ("kustomize",), progress=s.progress)
+    s.tools = ensure_tools(s.opts.config, ("kustomize", *s.scenario.tools), progress=s.progress)
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)
     cluster = s.opts.cluster or default_cluster(s.rev.path)
     s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
@@ -276,13 +288,15 @@ def provision(s: RunState, rnd: int) -> None:
     ctx = ProviderContext(
         run_id=s.run_id, cluster_name=f"r{rnd}", workdir=s.workdir / f"round{rnd}",
         config=s.opts.config, tools=s.tools,
-        options={"nodes": s.opts.nodes, **s.opts.provider_options}, keep=s.keep_always)
+        options={"nodes": s.opts.nodes, **s.opts.provider_options,
+                 **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
+                                                      **s.opts.provider_options})
+                    if s.scenario.provider_options else {})}, keep=s.keep_always)
     provider = factory(ctx)
     s.own_cluster(provider, rnd)
     try:
-        with s.drill.manual_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
-                                 automatable=True,
-                                 performed_by=f"drdrill ({s.opts.provider} provider)"):
+        with s.drill.automated_step("provision-cluster", f"Provide a cluster ({s.opts.provider})",
+                                    performed_by=f"drdrill ({s.opts.provider} provider)"):
             provider.create()
     finally:
         s.describe_provider(rnd)
@@ -314,16 +328,17 @@ def bootstrap(s: RunState, rnd: int) -> None:
                                  performed_by="drdrill (from --inputs)"):
             ensure_namespace(s.api, item.namespace)
             apply_all(s.api, docs, source=str(s.opts.inputs))
-    with s.drill.manual_step("bootstrap-flux", "Install Flux and apply the sync objects "
-                             "(what `flux bootstrap` does)", automatable=True,
-                             performed_by="drdrill"):
-        s.flux = FluxRuntime(s.provider, s.api, s.tools, s.crds, s.opts.flux)
+    with s.drill.automated_step("bootstrap-flux", "Install Flux and apply the sync objects "
+                                "(what `flux bootstrap` does)"):
+        if s.flux is None or s.flux.provider is not s.provider:
+            s.flux = FluxRuntime(s.provider, s.api, s.tools, s.crds, s.flux_settings)
         s.flux.install()
         url = s.provider.git_url(s.git.url) if isinstance(s.provider, SupportsGitAccess) \
             else s.git.url
         apply_all(s.api, sync_objects(url=url, branch=s.rev.branch,
-                                      path=s.model.cluster_path, settings=s.opts.flux,
-                                      patches=s.model.sync_patches), source="drdrill sync")
+                                      path=s.model.cluster_path, settings=s.flux_settings,
+                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches)),
+                  source="drdrill sync")
 
 
 def converge(s: RunState, rnd: int) -> None:
@@ -345,7 +360,7 @@ def converge(s: RunState, rnd: int) -> None:
             s.progress(line)
 
     converger = Converger(s.api, s.revision, expected, kinds=kinds, clock=s.drill.clock,
-                          start=s.drill.phase_starts[("provision", rnd)],
+                          start=s.drill.round_start(rnd),
                           revision_free=revision_free, on_progress=on_progress,
                           sync_sources=frozenset(s.model.sync_sources),
                           webhooks=dict(s.model.webhooks))
@@ -358,28 +373,34 @@ def verify(s: RunState, rnd: int) -> None:
     problems = verify_rollouts(s.api, timeout_s=60)
     if problems:
         raise RolloutFailed("workloads not rolled out:\n  " + "\n  ".join(problems))
-    last_round = max(p.round for p in SCENARIOS[s.opts.scenario].phases)
-    if rnd == last_round and s.opts.rto_s is not None:
-        ttr = s.drill.time_to_ready(round=rnd)
-        if ttr is not None and ttr > s.opts.rto_s:
-            raise RTOExceeded(ttr, s.opts.rto_s)
+    s.drill.mark("converged", round=rnd)  # converged = Flux objects ready + rolled out
+    scenario = s.scenario
+    if scenario.verify is not None:
+        scenario.verify(s, rnd)
+    if rnd == scenario.last_round:
+        if s.opts.rto_s is not None:
+            ttr = s.drill.time_to_ready(round=rnd)
+            if ttr is not None and ttr > s.opts.rto_s:
+                raise RTOExceeded(ttr, s.opts.rto_s)
+        if scenario.expectation is not None:
+            scenario.expectation(s)
 
 
 def disaster(s: RunState, rnd: int) -> None:
-    """Lose the cluster: every process and its data are gone, as if the hardware died."""
-    assert s.provider is not None and s.cluster is not None
-    _collect(s, rnd)
-    # Checked against the real world (processes, ports, containers), not the provider's word;
-    # what is left stays on the stack, so teardown tries again and names it.
-    left = s.resources.release(s.cluster)
-    if left:
-        raise DisasterIncomplete(f"r{rnd}", left)
-    s.provider, s.cluster = None, None
+    hook = s.scenario.disaster
+    assert hook is not None  # Scenario checks that a disaster phase has its hook
+    hook(s, rnd)
+
+
+def recover(s: RunState, rnd: int) -> None:
+    hook = s.scenario.recover
+    assert hook is not None
+    hook(s, rnd)
 
 
 ACTIONS: dict[str, Callable[[RunState, int], None]] = {
     "preflight": preflight, "provision": provision, "bootstrap": bootstrap,
-    "converge": converge, "verify": verify, "disaster": disaster,
+    "converge": converge, "verify": verify, "disaster": disaster, "recover": recover,
 }
 
 
@@ -411,7 +432,7 @@ def _run_phases(s: RunState, signals: Interrupts) -> BaseException | None:
     try:
         validate_options(s.opts)
         s.own_run_folder()
-        for spec in SCENARIOS[s.opts.scenario].phases:
+        for spec in s.scenario.phases:
             s.drill.round = spec.round
             with s.drill.phase(spec.name, round=spec.round):
                 signals.check()
@@ -505,7 +526,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                                             ready_after_s=None, revision=None, round=rnd,
                                             message="never appeared in the cluster",
                                             waiting_on="its parent to apply it"))
-    last = max(p.round for p in SCENARIOS.get(s.opts.scenario, SCENARIOS["full-rebuild"]).phases)
+    last = s.scenario.last_round
     critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
@@ -518,7 +539,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         "first_build_ttr_s": d.time_to_ready(round=1),
         "converge_timeout_s": s.opts.converge_timeout_s,
         "keep_cluster": s.opts.keep_cluster,
-        "local_run_changes": list(s.model.local_changes) if s.model else [],
+        "local_run_changes": [*(s.model.local_changes if s.model else ()),
+                              *s.scenario.local_changes],
     }
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
@@ -537,4 +559,16 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         embedded_limits=tuple(x.to_dict() for x in s.model.limits) if s.model else (),
         recovery_round=last,
         leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
+        recovery_figures=_figures(s),
+        automated_steps=tuple(d.automated_steps),
     )
+
+
+def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:
+    if s.scenario.figures is None:
+        return ()
+    try:
+        return tuple(s.scenario.figures(s))
+    except Exception as exc:  # noqa: BLE001 - a figure must never hide the drill's real error
+        log.warning("computing the %s recovery figures failed: %s", s.opts.scenario, exc)
+        return ()

@@ -41,7 +41,7 @@ Progress = Callable[[str], None]
 TOOL_NAMES: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
     "source-controller", "kustomize-controller", "helm-controller", "source-watcher",
-    "kustomize", "kubectl",
+    "kustomize", "kubectl", "sops",
 )
 """What `drdrill tools ensure` resolves by default (the embedded provider and Flux)."""
 KIND_TOOLS: tuple[str, ...] = (

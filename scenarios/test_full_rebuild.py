@@ -21,3 +21,8 @@ def test_full_rebuild(run_scenario):
     assert report.critical_path, "a rebuild always has a critical path"
     recovery_steps = [m for m in report.manual_steps if m.round == 2]
     assert len(recovery_steps) >= 1
+    fig = report.recovery_figure
+    assert fig is not None and fig.name == "time_to_rebuild_s"
+    assert fig.value_s == report.time_to_ready_s
+    assert {a.id for a in report.automated_steps if a.round == 2} == {
+        "provision-cluster", "bootstrap-flux"}

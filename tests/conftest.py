@@ -42,10 +42,19 @@ def fixture_repo(tmp_path):
 @pytest.fixture
 def sample_repo(tmp_path) -> Path:
     """A committed Git copy of this project's sample Flux repo (clusters/, infrastructure/,
-    apps/), independent of whether the checkout's own changes are committed."""
+    apps/, charts/), independent of whether the checkout's own changes are committed."""
     dest = tmp_path / "sample"
-    git_commit_tree([TOP / d for d in ("clusters", "infrastructure", "apps")], dest, base=TOP)
+    git_commit_tree([TOP / d for d in ("clusters", "infrastructure", "apps", "charts")], dest,
+                    base=TOP)
     return dest
+
+
+def sample_inputs() -> list[dict]:
+    """The sample repo's manual inputs (cluster-secrets, the SOPS age key sops-age)."""
+    from harness.kube import load_yaml_docs
+
+    return [doc for path in sorted((TOP / "scenarios" / "inputs" / "homelab").glob("*.yaml"))
+            for doc in load_yaml_docs(path)]
 
 
 def age_identity() -> str:

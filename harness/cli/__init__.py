@@ -55,7 +55,7 @@ class Progress:
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from harness.flux import FluxSettings
-    from harness.runner import SCENARIOS
+    from harness.scenarios import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
     p.add_argument("--scenario", default="full-rebuild",
@@ -79,6 +79,9 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="Flux --requeue-dependency (drill default "
                         f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
+    p.add_argument("--scenario-option", action="append", default=[], metavar="KEY=VALUE",
+                   type=_key_value, help="a scenario's own knob (see `drdrill scenarios list "
+                                         "-v`), e.g. outage_s=30; repeatable")
     from harness.providers.lab import add_provider_options
 
     add_provider_options(p)
@@ -96,7 +99,8 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
         nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
-        config=config, provider_options=provider_options_from_args(args))
+        config=config, provider_options=provider_options_from_args(args),
+        scenario_options=dict(args.scenario_option))
     progress = Progress()
     from harness.core.recorder import Drill
     from harness.runner import new_run_id
@@ -114,8 +118,14 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     ttr = f"{report.time_to_ready_s:.1f}s" if report.time_to_ready_s is not None else "n/a"
     rto = f" (RTO {report.rto_target_s:.0f}s)" if report.rto_target_s else ""
     out.write(f"verdict: {report.verdict.upper()}\n")
-    out.write(f"time-to-ready (rebuild): {ttr}{rto}\n")
-    out.write(f"manual steps (rebuild): {len(recovery)}\n")
+    out.write(f"time-to-ready (recovery): {ttr}{rto}\n")
+    fig = report.recovery_figure
+    if fig is not None:
+        value = f"{fig.value_s:.1f}s" if fig.value_s is not None else "not reached"
+        out.write(f"{fig.label}: {value}\n")
+    auto = ", ".join(a.id for a in report.automated_steps if a.round == report.recovery_round)
+    out.write(f"manual steps (recovery): {len(recovery)}"
+              + (f" (automated by drdrill: {auto})" if auto else "") + "\n")
     if report.error:
         lines = redact(report.error).splitlines()
         out.write("error: " + "\n       ".join(lines[:12]) + ("\n       ..." if len(lines) > 12
@@ -128,6 +138,29 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     for name in ("report.md", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
             out.write(f"        {report_dir / name}\n")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.scenarios import SCENARIOS
+
+    width = max(len(n) for n in SCENARIOS)
+    for name, sc in SCENARIOS.items():
+        print(f"{name:<{width}}  {sc.summary}")
+        if args.verbose_list:
+            print(f"{'':<{width}}  figure: {sc.figure}; phases: "
+                  + " → ".join(p.name for p in sc.phases))
+            if sc.options:
+                print(f"{'':<{width}}  options: "
+                      + ", ".join(f"{k}={'(auto)' if v is None else v}"
+                                  for k, v in sc.options.items()))
+    return 0
 
 
 def _cmd_providers(args: argparse.Namespace) -> int:
@@ -203,6 +236,12 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
                    help="also remove clusters kept with --keep-cluster")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
     p.set_defaults(func=_cmd_gc)
+    p = sub.add_parser("scenarios", help="the scenario library")
+    ssub = p.add_subparsers(dest="scenarios_command", required=True)
+    q = ssub.add_parser("list", help="one line per scenario")
+    q.add_argument("-v", "--verbose", dest="verbose_list", action="store_true",
+                   help="also the figure, phases and options of each")
+    q.set_defaults(func=_cmd_scenarios)
     p = sub.add_parser("providers", help="list the registered cluster providers")
     p.set_defaults(func=_cmd_providers)
     return parser

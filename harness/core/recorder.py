@@ -66,6 +66,10 @@ class Drill:
     listeners: list[Callable[[str, PhaseRecord | None], None]] = field(default_factory=list)
     phase_starts: dict[tuple[str, int], float] = field(default_factory=dict)
     """Monotonic start of each (phase, round), for relative times like ready_after_s."""
+    automated_steps: list[ManualStep] = field(default_factory=list)
+    """What drdrill did itself (provide the cluster, install Flux): not manual steps."""
+    marks: dict[tuple[str, int], float] = field(default_factory=dict)
+    """Monotonic time of named moments per round; `converged` ends time-to-ready."""
 
     def __post_init__(self) -> None:
         self.t0 = self.clock()
@@ -113,6 +117,31 @@ class Drill:
                                                 round_s(self.clock() - started), automatable,
                                                 self.round))
 
+    @contextlib.contextmanager
+    def automated_step(self, id: str, description: str, *,
+                       performed_by: str = "drdrill") -> Iterator[_StepHandle]:
+        """Record a recovery step drdrill automates (listed, timed, not counted as manual)."""
+        handle = _StepHandle(performed_by)
+        started = self.clock()
+        try:
+            yield handle
+        finally:
+            self.automated_steps.append(ManualStep(id, description, handle.performed_by,
+                                                   round_s(self.clock() - started), True,
+                                                   self.round))
+
+    def mark(self, name: str, *, round: int | None = None) -> float:
+        """Record that `name` happened now in `round` (e.g. `converged`); returns the time."""
+        now = self.clock()
+        self.marks[(name, self.round if round is None else round)] = now
+        return now
+
+    def round_start(self, round: int) -> float | None:
+        """When the round's recovery began: its first phase other than preflight."""
+        starts = [t for (name, rnd), t in self.phase_starts.items()
+                  if rnd == round and name != "preflight"]
+        return min(starts) if starts else None
+
     def record_manual_step(self, id: str, description: str, *, automatable: bool,
                            performed_by: str, duration_s: float) -> None:
         """Record a manual step that did not happen inside a timed block (e.g. one the drill
@@ -121,13 +150,13 @@ class Drill:
                                             automatable, self.round))
 
     def time_to_ready(self, *, round: int) -> float | None:
-        """Provision start of `round` until its converge phase ended, if it passed."""
-        prov = next((p for p in self.phases if p.name == "provision" and p.round == round), None)
-        conv = next((p for p in self.phases if p.name == "converge" and p.round == round
-                     and p.outcome == "passed"), None)
-        if prov is None or conv is None:
+        """The round's recovery start until it converged: every Flux object ready at the
+        revision *and* every workload rolled out (the `converged` mark verify sets)."""
+        start = self.round_start(round)
+        end = self.marks.get(("converged", round))
+        if start is None or end is None:
             return None
-        return round_s(conv.offset_s + conv.duration_s - prov.offset_s)
+        return round_s(end - start)
 
 
 def round_s(seconds: float) -> float:

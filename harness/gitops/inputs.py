@@ -432,8 +432,10 @@ def check_inputs(model: RepoModel, supplied: SuppliedInputs, inputs_dir: Path | 
     """Every required manual input must be supplied; name the missing ones and who needs them."""
     missing = missing_inputs(model.manual_inputs, supplied)
     if missing:
-        lines = [f"{i.kind} {i.namespace}/{i.name} (needed by {', '.join(i.needed_by)} "
-                 f"via {i.field})" for i in missing]
+        lines = [f"{i.kind} {i.namespace}/{i.name}"
+                 + (" (the SOPS decryption key, e.g. age.agekey)"
+                    if i.field == "spec.decryption.secretRef" else "")
+                 + f" (needed by {', '.join(i.needed_by)} via {i.field})" for i in missing]
         where = f"in {inputs_dir}" if inputs_dir else "with --inputs DIR"
         raise InputError(
             "manual inputs missing: " + "; ".join(lines),

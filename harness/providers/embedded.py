@@ -63,16 +63,18 @@ class EmbeddedProvider(ClusterLifecycle):
         self._probe: ReadyzProbe | None = None
         self.flags: dict[str, list[str]] = {}
 
-    def restart_component(self, name: str, *, down_s: float = 0.0) -> None:
-        """Stop one control-plane process and start it again with the same flags after
-        `down_s` seconds (fault injection: an apiserver restart, etcd gone for a while)."""
+    def restart_component(self, name: str, *, down_s: float = 0.0, crash: bool = False) -> None:
+        """Stop one process of the cluster (a control-plane component or a host-process Flux
+        controller) and start it again with the same flags and environment after `down_s`
+        seconds (fault injection: an apiserver restart, etcd gone for a while). `crash`: kill
+        it with SIGKILL, as an OOM kill or a node-level crash would."""
         child = next((c for c in self._sup.children if c.name == name), None)
         if child is None:
             raise ProviderError(f"no running component {name!r}",
                                 fix=f"use one of: {', '.join(c.name for c in self._sup.children)}")
-        self._sup.stop(name, grace_s=2.0)
+        self._sup.stop(name, grace_s=0.0 if crash else 2.0)
         time.sleep(down_s)
-        self._sup.start(name, list(child.argv))
+        self._sup.start(name, list(child.argv), env=child.env)
 
     @staticmethod
     def required_tools(options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -160,6 +162,9 @@ class EmbeddedProvider(ClusterLifecycle):
     def describe(self) -> dict[str, Any]:
         return {
             "nodes": self.node_count,
+            # Which machine it was: new-hardware's report names both targets.
+            "api_url": self.api_url if self._ports else None,
+            "workdir": str(self.workdir),
             "versions": {n: self.ctx.tools[n].version for n in EMBEDDED_TOOLS},
             "flags": self.flags,
         }

@@ -31,7 +31,14 @@ from allure_commons.model2 import (
     TestStepResult,
 )
 
-from harness.report.markdown import flatten, fmt_seconds, render_markdown, rto_text
+from harness.report.markdown import (
+    figure_text,
+    flatten,
+    fmt_seconds,
+    manual_text,
+    render_markdown,
+    rto_text,
+)
 from harness.report.model import DrillReport, ObjectRecord, PhaseRecord
 from harness.report.redact import (
     looks_like_secret_file,
@@ -155,9 +162,10 @@ def _test_result(report: DrillReport, result_uuid: str, files: list[Attachment])
     if report.verdict != "passed":
         status_details = StatusDetails(
             message=strip_control(report.error or f"drill {report.verdict}"))
-    headline = (f"**{report.verdict.upper()}** · time-to-ready "
+    fig = figure_text(report)
+    headline = (f"**{report.verdict.upper()}**{' · ' + fig if fig else ''} · time-to-ready "
                 f"{fmt_seconds(report.time_to_ready_s)} · {rto_text(report)} · "
-                f"{len(report.recovery_manual_steps)} manual step(s) in the recovery")
+                f"{manual_text(report)} in the recovery")
     return TestResult(
         uuid=result_uuid,
         historyId=history_id(report),
@@ -181,6 +189,8 @@ def _test_result(report: DrillReport, result_uuid: str, files: list[Attachment])
             Parameter(name="cluster", value=report.cluster),
             Parameter(name="rto", value=fmt_seconds(report.rto_target_s)
                       if report.rto_target_s is not None else "none"),
+            *(Parameter(name=f.label, value=fmt_seconds(f.value_s) if f.value_s is not None
+                        else "not reached") for f in report.recovery_figures),
         ],
         labels=[
             Label(name="parentSuite", value="drdrill"),

@@ -52,6 +52,7 @@ def render_html(report: DrillReport) -> str:
         _banner(report),
         _ttr_vs_rto(report),
         _summary(report),
+        _figures(report),
         _error(report.error),
         _timeline(report),
         _objects(report),
@@ -181,13 +182,19 @@ def _banner(r: DrillReport) -> str:
     share = (f" · {r.recovery_manual_time_s / r.time_to_ready_s:.0%} of TTR"
              if steps and r.time_to_ready_s else "")
     objs = r.objects_in_round(r.recovery_round)
+    fig = r.recovery_figure
     tiles = [
+        *(((fig.label[:1].upper() + fig.label[1:],
+            fmt_seconds(fig.value_s) if fig.value_s is not None else "not reached"),)
+          if fig is not None else ()),
         ("Time-to-ready", fmt_seconds(r.time_to_ready_s) if r.time_to_ready_s is not None
          else "not reached"),
         ("RTO target", fmt_seconds(r.rto_target_s) if r.rto_target_s is not None else "none"),
         ("Margin", "n/a" if margin is None else
          (f"+{fmt_seconds(margin)}" if margin >= 0 else fmt_seconds(margin))),
         ("Manual steps", f"{len(steps)}{share}"),
+        ("Automated by drdrill", str(sum(a.round == r.recovery_round
+                                         for a in r.automated_steps))),
         ("Flux objects ready", f"{sum(o.ready for o in objs)} / {len(objs)}"),
     ]
     tile_html = "".join(f'<div class="tile"><div class="k">{esc(k)}</div>'
@@ -265,6 +272,21 @@ def _summary(r: DrillReport) -> str:
         ("Started", esc(r.started_at)),
     ]
     return _section("summary", "Run", _table(("", ""), rows, "kv"))
+
+
+def _figures(r: DrillReport) -> str:
+    if not r.recovery_figures:
+        return ""
+    rows = []
+    for f in r.recovery_figures:
+        met = "" if f.met is None else _badge("passed" if f.met else "failed")
+        limit = f" limit {esc(fmt_seconds(f.limit_s))}" if f.limit_s is not None else ""
+        rows.append((f"<b>{esc(f.label)}</b>", esc(fmt_seconds(f.value_s)) if f.value_s
+                     is not None else "<b>not reached</b>", met + limit, esc(f.description)))
+        rows += [(f"&nbsp;&nbsp;{esc(i.ref)}", esc(fmt_seconds(i.value_s)) if i.value_s
+                  is not None else "", "", esc(i.note)) for i in f.items]
+    return _section("figures", "Recovery figures",
+                    _table(("Figure", "Value", "Expectation", "What"), rows))
 
 
 def _error(error: str | None) -> str:
@@ -682,6 +704,14 @@ def _manual_steps(r: DrillReport) -> str:
                              "Share of TTR", "Automatable"), rows, "manual"))
     else:
         parts.append("<p>None.</p>")
+    if r.automated_steps:
+        auto = [(esc(round_label(a.round, r.recovery_round)), _code(a.id), esc(a.description),
+                 esc(a.performed_by), esc(fmt_seconds(a.duration_s)))
+                for a in r.automated_steps]
+        parts.append("<h3>Automated by drdrill</h3>\n<p>Steps a recovery needs that drdrill "
+                     "performed itself; not counted as manual steps.</p>\n"
+                     + _table(("Round", "Step", "Description", "Performed by", "Duration"),
+                              auto))
     if r.manual_inputs:
         inputs = [(esc(i.get("kind", "")), _code(f"{i.get('namespace', '')}/{i.get('name', '')}"),
                    esc(", ".join(str(n) for n in i.get("needed_by", ()) or ())))

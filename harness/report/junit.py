@@ -33,6 +33,10 @@ def render_junit(report: DrillReport) -> str:
         ("revision", report.revision), ("verdict", report.verdict),
         ("time_to_ready_s", _num(report.time_to_ready_s)),
         ("rto_target_s", _num(report.rto_target_s)),
+        ("manual_steps", str(len(report.recovery_manual_steps))),
+        ("automated_by_drdrill", str(sum(a.round == report.recovery_round
+                                         for a in report.automated_steps))),
+        *((f"recovery.{f.name}", _num(f.value_s)) for f in report.recovery_figures),
     ):
         ET.SubElement(props, "property", {"name": name, "value": _text(value)})
     for phase in phases:

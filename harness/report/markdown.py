@@ -18,11 +18,13 @@ def render_markdown(report: DrillReport) -> str:
     parts = [
         _headline(report),
         _summary(report),
+        _figures(report),
         _phases(report.phases, report.recovery_round),
         _not_ready(report),
         _slowest(report),
         _critical_path(report),
         _manual_steps(report),
+        _automated_steps(report),
         _external(report),
         _settings(report.settings),
         _error(report.error),
@@ -46,6 +48,23 @@ def fmt_seconds(seconds: float | None) -> str:
     if s < 3600:
         return f"{sign}{int(s // 60)}m {s % 60:04.1f}s"
     return f"{sign}{int(s // 3600)}h {int(s % 3600 // 60):02d}m {int(s % 60):02d}s"
+
+
+def figure_text(report: DrillReport) -> str:
+    """The headline recovery figure in words: `time-to-revert 14.2s`; empty without one."""
+    fig = report.recovery_figure
+    if fig is None:
+        return ""
+    value = fmt_seconds(fig.value_s) if fig.value_s is not None else "not reached"
+    return f"{fig.label} {value}"
+
+
+def manual_text(report: DrillReport) -> str:
+    """`2 manual steps (1 automated by drdrill)`: what a human must do, and what drdrill did."""
+    steps = report.recovery_manual_steps
+    auto = [a for a in report.automated_steps if a.round == report.recovery_round]
+    text = f"{len(steps)} manual step{'' if len(steps) == 1 else 's'}"
+    return text + (f" ({len(auto)} more automated by drdrill)" if auto else "")
 
 
 def verdict_marker(verdict: str) -> str:
@@ -127,7 +146,12 @@ def _headline(r: DrillReport) -> str:
                  if r.time_to_ready_s else "")
         manual += f" ({fmt_seconds(spent)}{share})"
     title = f"## drdrill: {code(r.scenario)} on {code(r.provider)}: {verdict_marker(r.verdict)}"
-    return f"{title}\n\n{verdict_marker(r.verdict)} · {ttr} · {rto_text(r)} · {manual}"
+    auto = [a for a in r.automated_steps if a.round == r.recovery_round]
+    if auto:
+        manual += (f"; {len(auto)} automated by drdrill ("
+                   + ", ".join(code(a.id) for a in auto) + ")")
+    fig = f" · **{figure_text(r)}**" if r.recovery_figure is not None else ""
+    return f"{title}\n\n{verdict_marker(r.verdict)}{fig} · {ttr} · {rto_text(r)} · {manual}"
 
 
 def _summary(r: DrillReport) -> str:
@@ -153,6 +177,30 @@ def _summary(r: DrillReport) -> str:
         ("Flux objects ready (recovery)", f"{sum(o.ready for o in recovery)} / {len(recovery)}"),
     ]
     return "### Summary\n\n" + _table(("", ""), rows)
+
+
+def _figures(r: DrillReport) -> str:
+    if not r.recovery_figures:
+        return ""
+    rows: list[tuple[object, ...]] = []
+    for f in r.recovery_figures:
+        met = "" if f.met is None else ("met" if f.met else "**not met**")
+        limit = f" (limit {fmt_seconds(f.limit_s)})" if f.limit_s is not None else ""
+        rows.append((f.label, fmt_seconds(f.value_s) if f.value_s is not None
+                     else "**not reached**", (met + limit).strip(), f.description))
+        rows += [(f"· {i.ref}", fmt_seconds(i.value_s) if i.value_s is not None else "",
+                  "", i.note) for i in f.items]
+    return "### Recovery figures\n\n" + _table(("Figure", "Value", "Expectation", "What"), rows)
+
+
+def _automated_steps(r: DrillReport) -> str:
+    if not r.automated_steps:
+        return ""
+    rows = [(round_label(a.round, r.recovery_round), code(a.id), a.description, a.performed_by,
+             fmt_seconds(a.duration_s)) for a in r.automated_steps]
+    return ("### Automated by drdrill\n\nSteps a recovery needs that drdrill performed itself; "
+            "not counted as manual steps.\n\n"
+            + _table(("Round", "Step", "Description", "Performed by", "Duration"), rows))
 
 
 def _phases(phases: Sequence[PhaseRecord], recovery_round: int) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: `recovery_figures[]` and `recovery_figure`, `automated_steps[]` (drdrill's own actions,
+out of the manual count), time-to-ready ends when the workloads are rolled out."""
 
 Verdict = Literal["passed", "failed", "broken"]
 Outcome = Literal["passed", "failed", "broken", "skipped"]
@@ -69,6 +71,34 @@ class ManualStep:
 
 
 @dataclass(frozen=True)
+class FigureItem:
+    """One object's (or one target's) share of a recovery figure."""
+
+    ref: str
+    value_s: float | None
+    """None: never recovered (e.g. a drifted object Flux did not revert)."""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RecoveryFigure:
+    """A scenario's own measure of recovery (time-to-revert, time-to-rollback, time lost, ...)."""
+
+    name: str
+    """Stable key, e.g. `time_to_revert_s`."""
+    label: str
+    """Human label, e.g. `time-to-revert`."""
+    value_s: float | None
+    """None when it was never reached."""
+    description: str
+    items: tuple[FigureItem, ...] = ()
+    limit_s: float | None = None
+    """The bound the scenario's expectation holds it to, if any."""
+    met: bool | None = None
+    """Whether the expectation on this figure held (None: not judged)."""
+
+
+@dataclass(frozen=True)
 class CriticalHop:
     """One object on the critical path and where its time went."""
 
@@ -114,6 +144,15 @@ class DrillReport:
     """The round whose time-to-ready is the headline: the scenario's last (2 for a rebuild)."""
     leftovers: tuple[str, ...] = ()
     """What teardown could not release (each named); `drdrill gc --run-id` is the fix."""
+    recovery_figures: tuple[RecoveryFigure, ...] = ()
+    """The scenario's recovery figures; the first is the headline (`recovery_figure`)."""
+    automated_steps: tuple[ManualStep, ...] = ()
+    """What drdrill itself did that a recovery needs (provide the cluster, install Flux):
+    listed, timed, and kept out of the manual-step count."""
+
+    @property
+    def recovery_figure(self) -> RecoveryFigure | None:
+        return self.recovery_figures[0] if self.recovery_figures else None
 
     @property
     def manual_step_count(self) -> int:
@@ -144,4 +183,8 @@ class DrillReport:
         data = asdict(self)
         data["manual_step_count"] = self.manual_step_count
         data["recovery_manual_step_count"] = len(self.recovery_manual_steps)
+        data["automated_step_count"] = len(self.automated_steps)
+        fig = self.recovery_figure
+        data["recovery_figure"] = None if fig is None else {
+            "name": fig.name, "label": fig.label, "value_s": fig.value_s, "met": fig.met}
         return data

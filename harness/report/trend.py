@@ -33,6 +33,9 @@ from harness.report.markdown import cell, fmt_seconds
 from harness.report.model import SCHEMA_VERSION
 from harness.report.redact import redact, write_report_file
 
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
+"""Schema 2 only added fields: schema-1 reports stay in the trend."""
+
 THRESHOLD_PCT = 20.0
 FLOOR_S = 5.0
 WINDOW = 7
@@ -62,6 +65,8 @@ class RunPoint:
     key: tuple[str, str, str, str]
     """(scenario, provider, repo, cluster): runs with another key are not compared."""
     path: Path
+    figure: tuple[str, float | None] | None = None
+    """The scenario's headline recovery figure (label, seconds); schema 2 reports only."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,9 @@ def parse_report(path: Path) -> RunPoint:
     if not isinstance(data, dict):
         raise ValueError("not a drdrill report (a JSON object was expected)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {version!r}, this drdrill reads {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"schema_version {version!r}, this drdrill reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     started = _when(data.get("started_at"))
     ttr = data.get("time_to_ready_s")
     if ttr is not None and not _number(ttr):
@@ -139,13 +145,17 @@ def parse_report(path: Path) -> RunPoint:
             phases[str(p["name"])] = phases.get(str(p["name"]), 0.0) + float(p["duration_s"])
     steps = [m for m in data.get("manual_steps") or ()
              if isinstance(m, Mapping) and m.get("round", 1) == recovery]
+    fig = data.get("recovery_figure")
+    figure = (str(fig.get("label") or fig.get("name")),
+              float(fig["value_s"]) if _number(fig.get("value_s")) else None) \
+        if isinstance(fig, Mapping) else None
     return RunPoint(
         run_id=str(data.get("run_id") or path.parent.name), started_at=started,
         verdict=str(data.get("verdict", "?")), ttr_s=None if ttr is None else float(ttr),
         phases=phases, manual_steps=len(steps),
         key=(str(data.get("scenario", "")), str(data.get("provider", "")),
              str(data.get("repo", "")), str(data.get("cluster", ""))),
-        path=path)
+        path=path, figure=figure)
 
 
 def _number(value: object) -> bool:
@@ -214,8 +224,9 @@ def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -
                  + f": {len(points)} run(s)" + (f", the last {len(shown)} shown"
                                                 if len(shown) < len(points) else ""))
     lines += ["", f"**{latest.reason}**" if latest.regression else latest.reason, ""]
+    label = next((p.figure[0] for p in reversed(points) if p.figure), None)
     header = ["Started (UTC)", "Run", "Verdict", "TTR", *TTR_PHASES, "Manual steps",
-              "vs median"]
+              *([label] if label else []), "vs median"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for p, c in shown:
@@ -228,7 +239,8 @@ def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -
         row = [p.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M"), f"`{p.run_id}`",
                p.verdict, fmt_seconds(p.ttr_s) if p.ttr_s is not None else "not converged",
                *(fmt_seconds(p.phases[n]) if n in p.phases else "" for n in TTR_PHASES),
-               str(p.manual_steps), vs]
+               str(p.manual_steps),
+               *([_figure_cell(p)] if label else []), vs]
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     notes = [rule] if rule else []
     if history.other_keys:
@@ -238,6 +250,12 @@ def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -
         notes.append(f"{len(history.skipped)} unreadable report(s) skipped.")
     lines += ["", " ".join(notes)] if notes else []
     return redact("\n".join(lines) + "\n")
+
+
+def _figure_cell(p: RunPoint) -> str:
+    if p.figure is None:
+        return ""
+    return fmt_seconds(p.figure[1]) if p.figure[1] is not None else "not reached"
 
 
 def render_svg(history: History, checks: Sequence[Check]) -> str:

@@ -43,7 +43,7 @@ def test_full_rebuild_of_a_three_level_chain(fixture_repo, tmp_path, state_env):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "verdict: PASSED" in res.stdout and str(out / "report.json") in res.stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["verdict"] == "passed"
+    assert report["schema_version"] == 2 and report["verdict"] == "passed"
     phases = [(p["round"], p["name"], p["outcome"]) for p in report["phases"]]
     assert [n for r, n, _ in phases if r in (1, 2)] == [
         "preflight", "provision", "bootstrap", "converge", "verify", "disaster",
@@ -61,8 +61,12 @@ def test_full_rebuild_of_a_three_level_chain(fixture_repo, tmp_path, state_env):
     assert [h["ref"].rsplit("/", 1)[1] for h in report["critical_path"]][-3:] == [
         "crds", "controllers", "apps"]
     assert 0 < report["time_to_ready_s"] < 600
-    assert {m["id"] for m in report["manual_steps"] if m["round"] == 2} == {
+    # drdrill's own actions are listed apart from what a human must do (none for this repo)
+    assert not [m for m in report["manual_steps"] if m["round"] == 2]
+    assert {m["id"] for m in report["automated_steps"] if m["round"] == 2} == {
         "provision-cluster", "bootstrap-flux"}
+    assert report["recovery_figure"]["name"] == "time_to_rebuild_s"
+    assert report["recovery_figure"]["value_s"] == report["time_to_ready_s"]
     assert not leftovers(report["run_id"])
     assert not (Path(state_env["DRDRILL_STATE_DIR"]) / report["run_id"]).exists()
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness.config import Config
-from harness.converge import Converger
+from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gitops.model import analyze
 from harness.gitserver import GitServer, resolve_revision
@@ -18,7 +18,8 @@ from harness.kube import api_client, apply_all, load_yaml_docs
 from harness.procs import port_in_use
 from harness.providers import ProviderContext
 from harness.providers.embedded import EmbeddedProvider
-from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ensure_tools, flux_crds
+from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, HELM_TOOLS, ensure_tools, flux_crds
+from tests.conftest import sample_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,9 @@ TOP = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tools():
-    return ensure_tools(Config.from_env(), (*EMBEDDED_TOOLS, *FLUX_TOOLS, "kustomize"))
+    # helm-controller too: the sample repo installs a chart (infrastructure/services)
+    return ensure_tools(Config.from_env(), (*EMBEDDED_TOOLS, *FLUX_TOOLS, *HELM_TOOLS,
+                                            "kustomize"))
 
 
 def _alive(pid: int) -> bool:
@@ -78,15 +81,16 @@ def _converge_repo(tools, repo: Path, cluster: str, workdir: Path, inputs: list[
                 apply_all(api, inputs)
             apply_all(api, sync_objects(url=git.url, branch=rev.branch, path=model.cluster_path,
                                         settings=settings, patches=model.sync_patches))
-            result = Converger(api, f"{rev.branch}@sha1:{rev.sha}", model.expected()).run(
-                timeout_s=180)
+            kinds = (*DEFAULT_KINDS, HELM_RELEASES) if model.uses_helm else DEFAULT_KINDS
+            result = Converger(api, f"{rev.branch}@sha1:{rev.sha}", model.expected(),
+                               kinds=kinds).run(timeout_s=180)
         finally:
             api.close()
     return rev, model, result
 
 
 def test_sample_repo_converges_at_the_served_commit(tools, sample_repo, tmp_path):
-    inputs = list(load_yaml_docs(TOP / "scenarios/inputs/homelab/cluster-secrets.yaml"))
+    inputs = sample_inputs()
     rev, model, result = _converge_repo(tools, sample_repo, "clusters/homelab", tmp_path, inputs)
     kustomizations = {r: t for r, t in result.objects.items() if t.kind == "Kustomization"}
     assert set(kustomizations) == {o.ref for o in model.kustomizations}

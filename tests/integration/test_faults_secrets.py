@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from harness.config import Config
-from harness.converge import Converger
+from harness.converge import DEFAULT_KINDS, HELM_RELEASES, Converger
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
 from harness.gitops.model import analyze
 from harness.gitserver import GitServer, resolve_revision
 from harness.kube import api_client, apply_all, load_yaml_docs
 from harness.providers import ProviderContext
 from harness.providers.embedded import EmbeddedProvider
-from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ensure_tools, flux_crds
-from tests.conftest import age_identity, planted_secrets
+from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, HELM_TOOLS, ensure_tools, flux_crds
+from tests.conftest import age_identity, planted_secrets, sample_inputs
 
 pytestmark = pytest.mark.integration
 TOP = Path(__file__).resolve().parents[2]
@@ -29,7 +29,9 @@ TOP = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tools():
-    return ensure_tools(Config.from_env(), (*EMBEDDED_TOOLS, *FLUX_TOOLS, "kustomize"))
+    # helm-controller too: the sample repo installs a chart (infrastructure/services)
+    return ensure_tools(Config.from_env(), (*EMBEDDED_TOOLS, *FLUX_TOOLS, *HELM_TOOLS,
+                                            "kustomize"))
 
 
 @pytest.mark.parametrize(("component", "down_s"), [("kube-apiserver", 0.5), ("etcd", 3.0)])
@@ -37,7 +39,7 @@ def test_converges_through_a_control_plane_restart(tools, sample_repo, tmp_path,
                                                    down_s):
     rev = resolve_revision(sample_repo)
     model = analyze(rev.path, "clusters/homelab", kustomize=tools["kustomize"].path)
-    inputs = list(load_yaml_docs(TOP / "scenarios/inputs/homelab/cluster-secrets.yaml"))
+    inputs = sample_inputs()
     with GitServer(rev, tmp_path / "git") as git, EmbeddedProvider(ProviderContext(
             f"fault-{component}", "t", tmp_path / "c", Config.from_env(), tools)) as cluster:
         api = api_client(cluster.kubeconfig)
@@ -57,6 +59,7 @@ def test_converges_through_a_control_plane_restart(tools, sample_repo, tmp_path,
                                      kwargs={"down_s": down_s}, daemon=True).start()
 
             result = Converger(api, f"main@sha1:{rev.sha}", model.expected(),
+                               kinds=(*DEFAULT_KINDS, HELM_RELEASES),
                                on_change=inject).run(timeout_s=180)
         finally:
             api.close()

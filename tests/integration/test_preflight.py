@@ -36,15 +36,22 @@ def required_inputs(model):
 
 def test_sample_repo_graph_and_inventory(sample_repo, kustomize):
     model = analyze(sample_repo, "clusters/homelab", kustomize=kustomize)
+    # a three-level chain: infrastructure -> services (a HelmRelease) -> apps
     assert ks(model) == {
         "flux-system/flux-system": set(),
         "flux-system/infrastructure": set(),
-        "flux-system/apps": {"flux-system/infrastructure"},
+        "flux-system/secrets": {"flux-system/infrastructure"},
+        "flux-system/services": {"flux-system/infrastructure"},
+        "flux-system/apps": {"flux-system/services", "flux-system/secrets"},
     }
-    assert required_inputs(model) == {("Secret", "flux-system", "cluster-secrets")}
-    item = model.manual_inputs[0]
-    assert item.needed_by == ("Kustomization/flux-system/apps",)
-    assert "substituteFrom" in item.field
+    assert model.uses_helm
+    assert required_inputs(model) == {("Secret", "flux-system", "cluster-secrets"),
+                                      ("Secret", "flux-system", "sops-age")}
+    by_name = {i.name: i for i in model.manual_inputs}
+    assert by_name["cluster-secrets"].needed_by == ("Kustomization/flux-system/apps",)
+    assert "substituteFrom" in by_name["cluster-secrets"].field
+    assert by_name["sops-age"].needed_by == ("Kustomization/flux-system/secrets",)
+    assert by_name["sops-age"].field == "spec.decryption.secretRef"
 
 
 def test_home_ops_layout(fixture_repo, kustomize):

@@ -23,8 +23,31 @@ def test_phases_are_timed_by_one_wrapper_and_ttr_falls_out():
         with d.phase(name, round=2):
             clock.now += cost
     assert [p.duration_s for p in d.phases] == [5.0, 2.0, 10.0]
-    assert d.time_to_ready(round=2) == 17.0
+    # Flux objects Ready is not converged: time-to-ready ends when the workloads rolled out.
+    assert d.time_to_ready(round=2) is None
+    with d.phase("verify", round=2):
+        clock.now += 3.0
+        d.mark("converged", round=2)
+        clock.now += 1.0  # scenario checks after the rollout are not recovery time
+    assert d.time_to_ready(round=2) == 20.0
     assert d.time_to_ready(round=1) is None
+
+
+def test_round_without_provision_starts_at_its_first_phase_and_automated_steps_are_apart():
+    clock = FakeClock()
+    d = Drill("run", clock=clock)
+    with d.phase("preflight", round=1):
+        clock.now += 4.0
+    with d.automated_step("provision-cluster", "Provide a cluster"):
+        clock.now += 2.0
+    d.round = 2
+    for name in ("recover", "converge"):
+        with d.phase(name, round=2):
+            clock.now += 5.0
+    d.mark("converged", round=2)
+    assert d.round_start(1) is None  # preflight is not recovery
+    assert d.time_to_ready(round=2) == 10.0
+    assert [a.id for a in d.automated_steps] == ["provision-cluster"] and not d.manual_steps
 
 
 def test_failed_expectation_is_failed_and_harness_error_is_broken():

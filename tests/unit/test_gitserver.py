@@ -48,3 +48,17 @@ def test_unknown_revision(tmp_path):
     with pytest.raises(NotAGitRepoError) as err:
         resolve_revision(tmp_path / "r", "no-such-branch")
     assert "no-such-branch" in str(err.value)
+
+
+def test_pause_is_an_outage_and_resume_serves_the_same_url_again(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.yaml").write_text("a: 1\n")
+    git_commit_tree([tmp_path / "in"], tmp_path / "src")
+    with GitServer(resolve_revision(tmp_path / "src"), tmp_path / "srv") as server:
+        url = server.url
+        server.pause()
+        down = subprocess.run(["git", "ls-remote", url], capture_output=True, text=True,
+                              timeout=30)
+        assert down.returncode != 0
+        assert server.resume().url == url
+        subprocess.run(["git", "ls-remote", url], check=True, capture_output=True, timeout=30)

@@ -20,9 +20,11 @@ from harness.report.markdown import render_markdown
 from harness.report.model import (
     CriticalHop,
     DrillReport,
+    FigureItem,
     ManualStep,
     ObjectRecord,
     PhaseRecord,
+    RecoveryFigure,
 )
 from harness.report.redact import REDACTED, redact, redact_data
 from harness.report.writers import write_all, write_json
@@ -146,6 +148,12 @@ def make_report(*, secrets: bool = True, **changes) -> DrillReport:
                         "needed_by": ["Kustomization/flux-system/apps"]},),
         notes=("the repo's flux-system GitRepository uses ssh; a real recovery needs the "
                "deploy key",),
+        recovery_figures=(RecoveryFigure(
+            "time_to_rebuild_s", "time-to-rebuild", 84.2, "Rebuild start until converged.",
+            items=(FigureItem("Deployment podinfo/podinfo", None, "never rolled out"),),
+            limit_s=60.0, met=False),),
+        automated_steps=(ManualStep("provision-cluster", "Provide a cluster (embedded)",
+                                    "drdrill (embedded provider)", 6.1, True, 2),),
     )
     if secrets:
         report = dataclasses.replace(
@@ -180,7 +188,7 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
     assert path == tmp_path / "report.json"
     data = json.loads(path.read_text())
     assert data.keys() >= CONTRACT_KEYS
-    assert next(iter(data)) == "schema_version" and data["schema_version"] == 1
+    assert next(iter(data)) == "schema_version" and data["schema_version"] == 2
     assert {"name", "started_at", "duration_s", "outcome", "error"} <= data["phases"][0].keys()
     assert {"kind", "namespace", "name", "ready_after_s", "revision",
             "depends_on"} <= data["objects"][0].keys()
@@ -191,6 +199,9 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
     # Round trip: the JSON rebuilds the same report.
     data.pop("manual_step_count")
     assert data.pop("recovery_manual_step_count") == 2
+    assert data.pop("automated_step_count") == 1
+    assert data.pop("recovery_figure") == {"name": "time_to_rebuild_s", "label": "time-to-rebuild",
+                                           "value_s": 84.2, "met": False}
     rebuilt = DrillReport(**{
         **data,
         "phases": tuple(PhaseRecord(**p) for p in data["phases"]),
@@ -201,6 +212,10 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
         "critical_path": tuple(CriticalHop(**h) for h in data["critical_path"]),
         "manual_inputs": tuple(data["manual_inputs"]),
         "notes": tuple(data["notes"]),
+        "recovery_figures": tuple(
+            RecoveryFigure(**{**f, "items": tuple(FigureItem(**i) for i in f["items"])})
+            for f in data["recovery_figures"]),
+        "automated_steps": tuple(ManualStep(**m) for m in data["automated_steps"]),
         "external_dependencies": tuple(data["external_dependencies"]),
         "embedded_limits": tuple(data["embedded_limits"]),
         "leftovers": tuple(data["leftovers"]),
@@ -212,7 +227,7 @@ def test_report_json_key_order_is_stable(tmp_path):
     a = write_json(make_report(), tmp_path / "a").read_text()
     b = write_json(make_report(), tmp_path / "b").read_text()
     assert a == b
-    assert a.startswith('{\n  "schema_version": 1,\n  "run_id": ')
+    assert a.startswith('{\n  "schema_version": 2,\n  "run_id": ')
 
 
 def test_report_json_is_replaced_atomically_and_disk_full_names_file_and_fix(tmp_path,
@@ -308,7 +323,9 @@ def test_junit_one_testcase_per_phase_with_failure_error_skipped():
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props == {"run_id": report.run_id, "provider": "embedded",
                      "repo": "/srv/git/home-ops", "revision": REV, "verdict": "failed",
-                     "time_to_ready_s": "84.200", "rto_target_s": "60.000"}
+                     "time_to_ready_s": "84.200", "rto_target_s": "60.000",
+                     "manual_steps": "2", "automated_by_drdrill": "1",
+                     "recovery.time_to_rebuild_s": "84.200"}
 
 
 # -- Allure ----------------------------------------------------------------------------------
@@ -350,7 +367,7 @@ def test_allure_result_steps_parameters_labels(tmp_path):
     assert result["stop"] == steps["teardown"]["stop"] > result["start"]
     params = {p["name"]: p["value"] for p in result["parameters"]}
     assert params == {"provider": "embedded", "repo": "/srv/git/home-ops", "revision": REV,
-                      "cluster": "clusters/dev", "rto": "1m 00.0s"}
+                      "cluster": "clusters/dev", "rto": "1m 00.0s", "time-to-rebuild": "1m 24.2s"}
     labels = {(lb["name"], lb["value"]) for lb in result["labels"]}
     assert {("suite", "full-rebuild"), ("epic", "disaster recovery"),
             ("feature", "full-rebuild"), ("severity", "critical"), ("framework", "drdrill"),
