@@ -124,7 +124,8 @@ def node_files(components_: tuple[Component, ...]) -> dict[str, tuple[str, int]]
     pause = next(c.image for c in components_ if c.binary == "pause")
     provisioner = next(c.image for c in components_ if c.binary == "local-path-provisioner")
     files: dict[str, tuple[str, int]] = {
-        "usr/local/bin/entrypoint": (nf.ENTRYPOINT, 0o755),
+        "usr/local/bin/entrypoint": (nf.ENTRYPOINT.replace("@POD_SUBNET@", nf.POD_SUBNET),
+                                     0o755),
         "usr/local/bin/drdrill-preload": (nf.PRELOAD, 0o755),
         "usr/local/bin/drdrill-podnet": (nf.PODNET, 0o755),
         "usr/local/bin/drdrill-kubelet-cgroups": (nf.KUBELET_CGROUPS, 0o755),

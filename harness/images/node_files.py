@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from string import Template
 
+POD_SUBNET = "10.244.0.0/16"
+"""The pod network of drdrill's kind clusters (kind's default, set explicitly in the config so
+the node's egress lock and kubeadm agree)."""
+SERVICE_SUBNET = "10.96.0.0/16"
+
 ENTRYPOINT = r"""#!/bin/bash
 # drdrill kind node: prepare this privileged container for systemd and kubelet, then exec init.
 set -euo pipefail
@@ -58,6 +63,30 @@ if grep -q '^nameserver 127.0.0.11' /etc/resolv.conf; then
         printf '%s\n' "$resolv" >/etc/resolv.conf  # bind-mounted by Docker: rewrite in place
     fi
 fi
+
+# Egress lock: traffic leaves this node only for the kind network it sits on (the other nodes,
+# the host's Git relay at the gateway) and the pod network. Anything else -- a pod's request to
+# a Service address before kube-proxy has written its rules, a registry, any address outside
+# the run -- is refused here instead of being routed out through the host's NAT.
+lock_egress() {
+    local tables=$1 family=$2 chain=DRDRILL-EGRESS subnet
+    command -v "$tables" >/dev/null || return 0
+    "$tables" -N "$chain" 2>/dev/null || "$tables" -F "$chain"
+    for subnet in $(ip "-$family" -o addr show dev eth0 scope global | awk '{print $4}'); do
+        "$tables" -A "$chain" -d "$subnet" -j RETURN
+    done
+    if [[ $family == 4 ]]; then
+        "$tables" -A "$chain" -d @POD_SUBNET@ -j RETURN
+    else  # neighbour discovery and router solicitation stay on the link
+        "$tables" -A "$chain" -d fe80::/10 -j RETURN
+        "$tables" -A "$chain" -d ff00::/8 -j RETURN
+    fi
+    "$tables" -A "$chain" -j REJECT 2>/dev/null || "$tables" -A "$chain" -j DROP
+    "$tables" -C OUTPUT -o eth0 -j "$chain" 2>/dev/null || "$tables" -I OUTPUT 1 -o eth0 -j "$chain"
+    "$tables" -C FORWARD -o eth0 -j "$chain" 2>/dev/null || "$tables" -I FORWARD 1 -o eth0 -j "$chain"
+}
+lock_egress iptables 4
+lock_egress ip6tables 6
 
 # A fresh machine id per node (kubelet reports it; systemd would otherwise share the image's).
 : >/etc/machine-id

@@ -485,6 +485,10 @@ def kind_config(name: str, options: Mapping[str, Any], *, image: str | None = No
         "networking": {"apiServerAddress": "127.0.0.1", "apiServerPort": 0},
         "nodes": nodes,
     }
+    if tune.drdrill_node:
+        # The node image's egress lock lets the pod network through: keep kubeadm on it.
+        from harness.images.node_files import POD_SUBNET, SERVICE_SUBNET
+        cfg["networking"].update(podSubnet=POD_SUBNET, serviceSubnet=SERVICE_SUBNET)
     patches = []
     if tune.cgroup_v1:
         patches.append("kind: KubeletConfiguration\nfailCgroupV1: false\n")
@@ -810,6 +814,25 @@ class KindProvider(DockerCliProvider):
                                  self.nodes_ready_timeout_s)
         self.timings["nodes_ready_s"] = ready
         self.timings["all_nodes_ready_s"] = round(time.monotonic() - started, 1)
+        if self.config.get("networking", {}).get("podSubnet"):  # drdrill's node image
+            self._check_egress_locked()
+
+    def _check_egress_locked(self) -> None:
+        """Every node of drdrill's image refuses traffic to addresses outside the run (its
+        entrypoint's egress lock); a node without it would let pods reach the world."""
+        names = run(Command.of("docker", "ps", "--filter",
+                               f"label={self.cluster_label}={self.cluster}",
+                               "--format", "{{.Names}}").with_timeout(30)).stdout.split()
+        for node in names:
+            try:
+                run(Command.of("docker", "exec", node, "iptables", "-C", "OUTPUT", "-o", "eth0",
+                               "-j", "DRDRILL-EGRESS").with_timeout(30))
+            except CommandError as exc:
+                raise ProviderError(
+                    f"kind node {node} has no egress lock (chain DRDRILL-EGRESS): {exc}",
+                    fix="rebuild drdrill's node image (`drdrill kind-image build`) and read "
+                        "the node's entrypoint output (`docker logs " + node + "`)") from None
+        self.timings["egress_locked_nodes"] = len(names)
 
     def load_images(self, archives: Sequence[Path]) -> None:
         for archive in archives:

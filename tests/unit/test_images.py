@@ -164,3 +164,21 @@ def test_runc_wrapper_drops_only_missing_capabilities(tmp_path, monkeypatch):
     ns["filter_caps"](str(proc), None)  # type: ignore[operator]
     assert json.loads(proc.read_text())["capabilities"] == {"permitted": ["CAP_KILL"]}
     assert ns["option"](["exec", "--process", "/p.json", "id"], ("--process", "-p")) == "/p.json"  # type: ignore[operator]
+
+
+def test_node_entrypoint_locks_egress_to_the_run_before_init(tmp_path):
+    import subprocess
+
+    from harness.images.node_files import POD_SUBNET
+    from harness.providers.kind import NodeTuning, kind_config
+
+    script = kind_node.node_files(kind_node.components())["usr/local/bin/entrypoint"][0]
+    assert "@POD_SUBNET@" not in script
+    lock = script.index("lock_egress iptables 4")
+    assert lock < script.index('exec "$@"')
+    assert f"-d {POD_SUBNET} -j RETURN" in script and "-j REJECT" in script
+    (tmp_path / "entrypoint").write_text(script)
+    subprocess.run(["bash", "-n", str(tmp_path / "entrypoint")], check=True)
+    cfg = kind_config("c", {}, image="img", tuning=NodeTuning(drdrill_node=True))
+    assert cfg["networking"]["podSubnet"] == POD_SUBNET
+    assert "podSubnet" not in kind_config("c", {}, image="kindest/node:x")["networking"]
