@@ -107,7 +107,82 @@ def scoped_processes(run_id: str, scope: str) -> list[str]:
     return out
 
 
+LISTEN_PORTS_FLOOR = 10000
+RESERVE_S = 300.0
+"""How long a handed-out port stays reserved for its process to bind it."""
+
+
+def _listen_range() -> tuple[int, int] | None:
+    """Ports below the kernel's ephemeral range: outgoing connections (every client of every
+    cluster on the machine) draw their local ports from that range, so a port picked there can
+    be taken between the pick and the component's bind ("address already in use")."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (LISTEN_PORTS_FLOOR, low - 1) if low - 1 - LISTEN_PORTS_FLOOR >= 2000 else None
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _reservations() -> Iterator[dict[str, float]]:
+    """The machine-wide table of ports drdrill processes handed out lately (port -> expiry),
+    under an exclusive lock: two drills starting at once never pick the same port."""
+    import fcntl
+    import json
+
+    from harness.config import Config
+
+    path = Config.from_env().cache_dir / "ports.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        try:
+            table = {k: float(v) for k, v in json.loads(fh.read() or "{}").items()}
+        except (ValueError, AttributeError):
+            table = {}
+        now = time.time()
+        table = {k: v for k, v in table.items() if v > now}
+        yield table
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(table))
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports for servers to listen on: outside the ephemeral range where
+    the kernel allows, and reserved machine-wide for a few minutes so no other drill takes them."""
+    span = _listen_range()
+    if span is None:
+        return _kernel_ports(count, host)
+    import secrets
+
+    low, high = span
+    picks: list[int] = []
+    with _reservations() as taken:
+        for _ in range(50 * count):
+            if len(picks) == count:
+                break
+            port = low + secrets.randbelow(high - low + 1)
+            if port not in picks and str(port) not in taken and _bindable(host, port):
+                picks.append(port)
+        if len(picks) < count:
+            return _kernel_ports(count, host)
+        expiry = time.time() + RESERVE_S
+        taken.update({str(p): expiry for p in picks})
+    return picks
+
+
+def _kernel_ports(count: int, host: str) -> list[int]:
     """`count` distinct ports that were free a moment ago (held open together, then released)."""
     socks: list[socket.socket] = []
     try:

@@ -58,7 +58,7 @@ def _setup(case: str, tmp_path: Path, fixture_repo, sample_repo) -> tuple[list[s
     if case == "wrong-tool-version":
         _fake_tool(tmp_path / "tools", "etcd", "etcd Version: 3.4.0")
         return ["--repo", str(sample_repo), "--tools-dir", str(tmp_path / "tools"),
-                "--inputs", str(TOP / "tests/data/repos/home-ops/inputs")], {}
+                "--inputs", str(TOP / "scenarios/inputs/homelab")], {}
     if case == "report-dir-is-a-file":
         (tmp_path / "file").write_text("x")
         return ["--repo", str(fixture_repo("broken-cycle")), "--cluster", "clusters/dev",
