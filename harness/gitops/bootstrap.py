@@ -170,10 +170,13 @@ def flux_instances(top: Path, files: Iterable[str]) -> list[tuple[str, dict[str,
     return out
 
 
-def own_files(top: Path, files: Iterable[str]) -> list[str]:
+def own_files(top: Path, files: Iterable[str], cluster_path: str = ".") -> list[str]:
     """`files` less those of repositories nested in this one (a folder below the top with its
-    own `clusters/` or `.git`, e.g. test fixtures): their bootstrap material is not ours."""
-    nested: dict[str, bool] = {}
+    own `clusters/` or `.git`, e.g. test fixtures, that does not hold the cluster under test):
+    their bootstrap material is not ours."""
+    mine = Path(os.path.normpath(cluster_path)).parts
+    nested: dict[str, bool] = {
+        "/".join(mine[:i]): False for i in range(1, len(mine) + 1)}  # kubernetes/clusters/x
 
     def foreign(rel: str) -> bool:
         parts = Path(rel).parts[:-1]
@@ -194,8 +197,10 @@ def syncs_path(instance: Mapping[str, Any], cluster_path: str) -> bool:
     path = ((instance.get("spec") or {}).get("sync") or {}).get("path")
     if not path:
         return True
-    return os.path.normpath(str(path).strip("/").removeprefix("./") or ".") == \
-        os.path.normpath(cluster_path)
+    want = os.path.normpath(str(path).strip("/").removeprefix("./") or ".")
+    have = os.path.normpath(cluster_path)
+    # The sync source may be a subfolder of this repo (an OCI artifact pushed from kubernetes/).
+    return have == want or have.endswith("/" + want)
 
 
 def cluster_candidates(top: Path) -> list[str]:

@@ -420,10 +420,11 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
             for d in walk.cleanup:
                 shutil.rmtree(d, ignore_errors=True)
     # Bootstrap material (FluxInstance, flux-system patches) is often kept out of the sync.
-    every_file = bootstrap.own_files(top, source_files(top, sourceignore=False))
+    here = _rel(top, cluster_dir)
+    every_file = bootstrap.own_files(top, source_files(top, sourceignore=False), here)
     all_instances = bootstrap.flux_instances(top, every_file)
-    instances = [(f, i) for f, i in all_instances
-                 if bootstrap.syncs_path(i, _rel(top, cluster_dir))]
+    instances = [(f, i) for f, i in all_instances if bootstrap.syncs_path(i, here)
+                 or f.startswith(here.rstrip("/") + "/") or here == "."]
     # A FluxInstance of another cluster sets that cluster's controller flags, not ours.
     others = {f for f, _ in all_instances} - {f for f, _ in instances}
     texts = [(rel, text) for rel in every_file if rel.endswith((".yaml", ".yml"))

@@ -138,7 +138,11 @@ def test_bootstrap_material_of_nested_repos_and_other_clusters_is_not_ours(tmp_p
              "tests/data/repos/x/clusters/main/flux-system/instance.yaml", "vendor/sub/flux.yaml"]
     assert bootstrap.own_files(tmp_path, files) == ["clusters/home/ks.yaml",
                                                     "bootstrap/instance.yaml"]
+    # a folder with clusters/ that holds the cluster under test is this repo, not a nested one
+    assert bootstrap.own_files(tmp_path, files, "tests/data/repos/x/clusters/main") == files[:3]
     inst = {"kind": "FluxInstance", "spec": {"sync": {"path": "./clusters/home/"}}}
     assert bootstrap.syncs_path(inst, "clusters/home")
     assert not bootstrap.syncs_path(inst, "clusters/staging")
+    assert bootstrap.syncs_path(inst, "kubernetes/clusters/home")  # source root is a subfolder
+    assert not bootstrap.syncs_path(inst, "kubernetes/otherclusters/home")
     assert bootstrap.syncs_path({"kind": "FluxInstance", "spec": {}}, "clusters/staging")
