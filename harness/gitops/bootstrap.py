@@ -192,12 +192,17 @@ def own_files(top: Path, files: Iterable[str], cluster_path: str = ".") -> list[
     return [rel for rel in files if not foreign(rel)]
 
 
+def instance_path(raw: object) -> str:
+    """A FluxInstance's `spec.sync.path` as a repo folder ("./clusters/x/" -> "clusters/x")."""
+    return str(raw).strip("/").removeprefix("./") or "."
+
+
 def syncs_path(instance: Mapping[str, Any], cluster_path: str) -> bool:
     """Whether a FluxInstance syncs the cluster path under test (or names no path at all)."""
     path = ((instance.get("spec") or {}).get("sync") or {}).get("path")
     if not path:
         return True
-    want = os.path.normpath(str(path).strip("/").removeprefix("./") or ".")
+    want = os.path.normpath(instance_path(path))
     have = os.path.normpath(cluster_path)
     # The sync source may be a subfolder of this repo (an OCI artifact pushed from kubernetes/).
     return have == want or have.endswith("/" + want)
@@ -221,7 +226,7 @@ def discover_cluster_paths(top: Path, files: Iterable[str]) -> list[str]:
     for _, inst in flux_instances(top, files):
         path = ((inst.get("spec") or {}).get("sync") or {}).get("path")
         if path:
-            found.append(str(path).strip("/").removeprefix("./") or ".")
+            found.append(instance_path(path))
     if not found:  # `kubectl apply -k <cluster>/flux-system` repos: the folder above it
         found = [str(Path(rel).parent.parent) for rel in files
                  if Path(rel).parent.name == FLUX_NAMESPACE and
