@@ -156,7 +156,7 @@ def _hold(s: Any, rnd: int) -> None:
 
 
 def install() -> None:
-    from harness import runner
+    from harness import drill as runner
     from harness.providers import registry
     from harness.report import writers
 
