@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.command import stop_all
 from harness.config import Config
 from harness.converge import Converger, ConvergeResult, watched_kinds
 from harness.core.engine import Console, Ending, Run
@@ -253,6 +254,11 @@ class RunState:
 
     def act(self, name: str, rnd: int) -> None:
         ACTIONS[name](self, rnd)
+
+    def halt(self) -> None:
+        stopped = stop_all()
+        if stopped:
+            log.debug("interrupt: stopped %d running programs", stopped)
 
     def keep(self, verdict: Verdict) -> bool:
         return self.provider is not None and (self.opts.keep_cluster == "always" or (

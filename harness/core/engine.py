@@ -75,6 +75,10 @@ class Plan(Protocol):
     def collect(self, rnd: int) -> None:
         """Diagnostics of the live cluster, before teardown; best effort, never raises."""
 
+    def halt(self) -> None:
+        """Stop the external programs running now, in any thread (called from the signal
+        handler at the first interrupt: quick, never blocks)."""
+
     def keep(self, verdict: Verdict) -> bool:
         """Whether the cluster is kept (`--keep-cluster`) given the verdict."""
 
@@ -164,7 +168,7 @@ class Run:
     """The signal whose interrupt ended the phases (SIGINT for a bare KeyboardInterrupt)."""
 
     def __post_init__(self) -> None:
-        self.signals = Interrupts(self.console)
+        self.signals = Interrupts(self.console, on_first=self.plan.halt)
         self.console.where = lambda: self.drill.current
         self.drill.on_listener_error = self.console.listener_failed
 

@@ -30,8 +30,12 @@ class Interrupts:
     """`with Interrupts() as sig:` turns the signals into DrillInterrupted in the main thread
     (elsewhere Python cannot install handlers, and the caller's own handling stays)."""
 
-    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, say: Callable[[str], None] | None = None,
+                 on_first: Callable[[], None] | None = None) -> None:
         self.received: list[str] = []
+        self._on_first = on_first
+        """Called in the handler before the first interrupt is raised: stop what runs in other
+        threads (their programs), which the exception cannot reach."""
         self._say = say or (lambda line: log.warning("%s", line))
         self._old: dict[int, Any] = {}
         self._ignoring = False
@@ -56,6 +60,11 @@ class Interrupts:
             self._say(f"{name} ignored: {why} and must finish "
                       "(`drdrill gc` cleans up after a kill -9)")
             return
+        if self._on_first is not None:
+            try:
+                self._on_first()
+            except Exception:  # the interrupt itself must still be raised
+                log.warning("stopping running programs failed", exc_info=True)
         raise DrillInterrupted(name)
 
     @property
