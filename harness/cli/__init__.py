@@ -216,7 +216,7 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     if light:
         return parser
     _add_drill(sub)
-    from harness.tools_cli import add_tools_commands
+    from harness.cli.tools import add_tools_commands
 
     add_tools_commands(sub)
     from harness.images.cli import add_kind_image_commands
