@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +27,27 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _choices(what: str, allowed: Iterable[str], text: str) -> tuple[str, ...]:
+    """A comma-separated subset of `allowed`, or the argparse error naming the unknown ones."""
+    options = tuple(allowed)
+    picked = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in picked if s not in options]
+    if unknown or not picked:
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or text!r}; "
+                                         f"choose from {', '.join(options)}")
+    return picked
+
+
 def _sections(text: str) -> tuple[str, ...]:
     from harness.bench.run import SECTIONS
 
-    picked = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in picked if s not in SECTIONS]
-    if unknown or not picked:
-        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or text!r}; "
-                                         f"choose from {', '.join(SECTIONS)}")
-    return picked
+    return _choices("section", SECTIONS, text)
 
 
 def _profiles(text: str) -> tuple[str, ...]:
     from harness.bench.run import PROFILES
 
-    picked = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in picked if s not in PROFILES]
-    if unknown or not picked:
-        raise argparse.ArgumentTypeError(f"unknown profile(s) {', '.join(unknown) or text!r}; "
-                                         f"choose from {', '.join(PROFILES)}")
-    return picked
+    return _choices("profile", PROFILES, text)
 
 
 def add_bench_command(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
