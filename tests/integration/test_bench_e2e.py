@@ -25,8 +25,8 @@ def test_smallest_bench_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DRDRILL_STATE_DIR": str(tmp_path / "state")}
     res = subprocess.run(
         [sys.executable, "-m", "harness.cli", "bench", "--quick", "--sections",
-         "scaling,latency", "--sizes", "2", "--profiles", "fast", "--out-dir", str(tmp_path / "out"), "--json",
-         str(out)], env=env, capture_output=True, text=True, cwd=TOP, timeout=900)
+         "scaling,latency", "--sizes", "2", "--profiles", "fast", "--out-dir",
+         str(tmp_path / "out"), "--json", str(out)], env=env, capture_output=True, text=True, cwd=TOP, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "**Targets**" in res.stdout and "| detection p95 ≤ 100 ms |" in res.stdout
     result = json.loads(out.read_text())
