@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.bench import stats
+from harness.bench import judge, stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
 from harness.core.recorder import Drill
@@ -211,7 +211,7 @@ def _judge_peers(report: Any, peer_round: PeerRound, marks: dict[str, float]) ->
     t0 = marks["start:provision:2"]
     done = marks["end:converge:2"]
     events = _events(peer_round.workdir / "events.jsonl")
-    ready_at = stats.ready_times(events, report.revision)
+    ready_at = judge.ready_times(events, report.revision)
     drdrill_seen = {f"{o.kind}/{o.namespace}/{o.name}": t0 + o.ready_after_s
                     for o in report.objects if o.round == 2 and o.ready_after_s is not None}
     lags = [drdrill_seen[r] - t for r, t in ready_at.items()

@@ -1,15 +1,13 @@
-"""The benchmark's arithmetic: percentiles, the Flux critical-path floor, and the judgement of
-whether a waiter said "ready" before every object was (pure functions, no I/O)."""
+"""The benchmark's arithmetic: percentiles, the Flux critical-path floor, and whether a waiter
+said "ready" before every object was (pure functions, no I/O; readiness itself is
+harness.bench.judge's)."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from harness.converge import readiness
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -65,28 +63,6 @@ def chain_floor(depth: int, *, requeue: str, health_poll_s: float, wait: bool) -
     if depth < 1:
         raise ValueError(f"a dependency chain has at least one Kustomization, got {depth}")
     return Floor(depth - 1, depth if wait else 0, parse_duration(requeue), health_poll_s)
-
-
-def ready_times(events: Iterable[Mapping[str, Any]], revision: str,
-                revision_free: frozenset[str] = frozenset()) -> dict[str, float | None]:
-    """When each object was first ready at `revision`, by Flux's rule, from watch events.
-
-    `events` are {"t", "type", "kind", "ref", "object"} in arrival order; an object that was
-    seen but never ready maps to None.
-    """
-    out: dict[str, float | None] = {}
-    for ev in events:
-        ref = str(ev["ref"])
-        if ev["type"] == "DELETED":
-            if out.get(ref) is None:
-                out.pop(ref, None)
-            continue
-        if out.get(ref) is not None:
-            continue
-        state = readiness(ev["object"], str(ev["kind"]), revision=revision,
-                          expect_revision=ref not in revision_free)
-        out[ref] = float(ev["t"]) if state.ready else None
-    return out
 
 
 SAME_EVENT_S = 0.25

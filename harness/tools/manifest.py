@@ -20,6 +20,7 @@ from harness.errors import HarnessError
 TOOL_NAMES: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
     "source-controller", "kustomize-controller", "helm-controller", "source-watcher",
+    "notification-controller", "image-reflector-controller", "image-automation-controller",
     "kustomize", "kubectl", "sops",
 )
 """What `drdrill tools ensure` resolves by default (the embedded provider and Flux)."""
@@ -45,6 +46,10 @@ HELM_TOOLS: tuple[str, ...] = ("helm-controller",)
 """Resolved only for repos that define HelmReleases."""
 WATCHER_TOOLS: tuple[str, ...] = ("source-watcher",)
 """Resolved only for repos that define ArtifactGenerators."""
+NOTIFICATION_TOOLS: tuple[str, ...] = ("notification-controller",)
+"""Resolved only for repos that define Alerts, Providers or Receivers."""
+IMAGE_TOOLS: tuple[str, ...] = ("image-reflector-controller", "image-automation-controller")
+"""Resolved only for repos that define image automation kinds."""
 
 FLUX_CRDS_DIR = "flux-crds"
 

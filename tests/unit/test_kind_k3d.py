@@ -18,6 +18,7 @@ import yaml
 from harness.config import Config
 from harness.errors import CommandError, ConfigError, DockerUnavailable, ProviderError
 from harness.flux import FluxSettings
+from harness.flux import install as flux_install
 from harness.providers import (
     ProviderContext,
     SupportsFluxInstall,
@@ -318,7 +319,7 @@ esac""")
 # -- Flux in-cluster, Git access -------------------------------------------------------------
 
 def test_flux_manifests_use_the_pinned_images():
-    docs = kind_mod.flux_manifests(FluxSettings(requeue_dependency="2s", concurrent=4))
+    docs = flux_install.flux_manifests(FluxSettings(requeue_dependency="2s", concurrent=4))
     kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
     assert ("Deployment", "source-controller") in kinds
     assert ("Deployment", "kustomize-controller") in kinds
@@ -333,8 +334,8 @@ def test_flux_manifests_use_the_pinned_images():
     src = deps["source-controller"]["spec"]["template"]["spec"]["containers"][0]
     assert "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local." \
         in src["args"]
-    lab = kind_mod.flux_manifests(FluxSettings(), host_network_node="node-a",
-                                  images=kind_mod.flux_images(registry="registry.lan/fluxcd"))
+    lab = flux_install.flux_manifests(FluxSettings(), host_network_node="node-a",
+                                  images=flux_install.flux_images(registry="registry.lan/fluxcd"))
     pod = next(d for d in lab if d["kind"] == "Deployment"
                and d["metadata"]["name"] == "source-controller")["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
