@@ -10,6 +10,7 @@ from harness.tools.ensure import ensure_tools, flux_crds
 from harness.tools.manifest import (
     ALL_TOOL_NAMES,
     BENCH_TOOLS,
+    CI_TOOLS,
     EMBEDDED_TOOLS,
     FLUX_CRDS_DIR,
     FLUX_TOOLS,
@@ -17,6 +18,7 @@ from harness.tools.manifest import (
     IMAGE_TOOLS,
     KIND_TOOLS,
     NOTIFICATION_TOOLS,
+    ON_DEMAND_TOOLS,
     TOOL_NAMES,
     WATCHER_TOOLS,
     Manifest,
@@ -39,6 +41,7 @@ from harness.tools.resolve import (
 __all__ = [
     "ALL_TOOL_NAMES",
     "BENCH_TOOLS",
+    "CI_TOOLS",
     "EMBEDDED_TOOLS",
     "FLUX_CRDS_DIR",
     "FLUX_TOOLS",
@@ -46,6 +49,7 @@ __all__ = [
     "IMAGE_TOOLS",
     "KIND_TOOLS",
     "NOTIFICATION_TOOLS",
+    "ON_DEMAND_TOOLS",
     "TOOL_NAMES",
     "WATCHER_TOOLS",
     "Manifest",
