@@ -26,7 +26,8 @@ def test_smallest_bench_end_to_end(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "harness.cli", "bench", "--quick", "--sections",
          "scaling,latency", "--sizes", "2", "--profiles", "fast", "--out-dir",
-         str(tmp_path / "out"), "--json", str(out)], env=env, capture_output=True, text=True, cwd=TOP, timeout=900)
+         str(tmp_path / "out"), "--json", str(out)], env=env, capture_output=True, text=True,
+        cwd=TOP, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "**Targets**" in res.stdout and "| detection p95 ≤ 100 ms |" in res.stdout
     result = json.loads(out.read_text())
