@@ -546,6 +546,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
     return DrillReport(
         run_id=s.run_id, scenario=s.opts.scenario, provider=s.opts.provider,
         repo=str(s.rev.path if s.rev else s.opts.repo), revision=s.rev.sha if s.rev else "",
+        repo_id=s.rev.identity if s.rev else s.opts.repo.resolve().name,
         verdict=verdict, started_at=d.started_at,
         time_to_ready_s=d.time_to_ready(round=last), rto_target_s=s.opts.rto_s,
         phases=tuple(d.phases), objects=tuple(objects), manual_steps=tuple(d.manual_steps),

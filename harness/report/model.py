@@ -149,6 +149,9 @@ class DrillReport:
     automated_steps: tuple[ManualStep, ...] = ()
     """What drdrill itself did that a recovery needs (provide the cluster, install Flux):
     listed, timed, and kept out of the manual-step count."""
+    repo_id: str = ""
+    """The repo wherever it is cloned: its remote (`github.com/org/fleet`) or its folder name.
+    Trends and fleet pages group runs by it; `repo` is the local path of this run."""
 
     @property
     def recovery_figure(self) -> RecoveryFigure | None:

@@ -10,6 +10,7 @@ from harness.tools.ensure import ensure_tools, flux_crds
 from harness.tools.manifest import (
     ALL_TOOL_NAMES,
     BENCH_TOOLS,
+    CI_TOOLS,
     EMBEDDED_TOOLS,
     FLUX_CRDS_DIR,
     FLUX_TOOLS,
@@ -18,6 +19,7 @@ from harness.tools.manifest import (
     KIND_TOOLS,
     MIRROR_TOOLS,
     NOTIFICATION_TOOLS,
+    ON_DEMAND_TOOLS,
     TOOL_NAMES,
     WATCHER_TOOLS,
     Manifest,
@@ -40,6 +42,7 @@ from harness.tools.resolve import (
 __all__ = [
     "ALL_TOOL_NAMES",
     "BENCH_TOOLS",
+    "CI_TOOLS",
     "EMBEDDED_TOOLS",
     "FLUX_CRDS_DIR",
     "FLUX_TOOLS",
@@ -48,6 +51,7 @@ __all__ = [
     "KIND_TOOLS",
     "MIRROR_TOOLS",
     "NOTIFICATION_TOOLS",
+    "ON_DEMAND_TOOLS",
     "TOOL_NAMES",
     "WATCHER_TOOLS",
     "Manifest",
