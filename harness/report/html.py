@@ -600,10 +600,11 @@ def _where_the_time_went(r: DrillReport) -> str:
         waited = h.waited_on_dependency_s > 0
         rows.append((_ref(h.ref), esc(fmt_seconds(h.ready_after_s)),
                      esc(fmt_seconds(h.waited_on_dependency_s)), esc(fmt_seconds(h.reconcile_s)),
-                     _split(h, requeue_s if waited else None),
+                     _split(h, requeue_s if waited else None), _logged(h),
                      _bound_by(kind, requeue, waited=waited)))
     parts.append(_table(("Hop", "Ready at", "Waited on dependency", "Reconcile",
-                         "Reconcile split", "Bound by"), rows, "hops"))
+                         "Reconcile split (bound)", "As the controller logged it", "Bound by"),
+                        rows, "hops"))
     return _section("time", "Where the time went", "\n".join(parts))
 
 
@@ -623,6 +624,22 @@ def _split(hop: CriticalHop, requeue_s: float | None) -> str:
         return f"within one requeue interval ({esc(fmt_seconds(requeue_s))})"
     return (f"up to {esc(fmt_seconds(requeue_s))} requeue, at least "
             f"{esc(fmt_seconds(hop.reconcile_s - requeue_s))} apply + health checks")
+
+
+_LOGGED = (("requeue_delay_s", "requeue delay"), ("fetch_build_apply_s", "fetch + build + apply"),
+           ("health_check_s", "health checks"), ("reconcile_s", "whole reconcile"))
+
+
+def _logged(hop: CriticalHop) -> str:
+    """The hop's reconcile as its controller's log tells it (measured, not bounded)."""
+    if not hop.split:
+        return "-"
+    parts = [f"{label} <b>{esc(fmt_seconds(float(v)))}</b>" for key, label in _LOGGED
+             if isinstance((v := hop.split.get(key)), (int, float))]
+    checks = hop.split.get("dependency_checks")
+    if checks:
+        parts.append(f"{checks} dependency check{'s' if checks != 1 else ''} before")
+    return "; ".join(parts) or "-"
 
 
 def _bound_by(kind: str, requeue: object, *, waited: bool) -> str:
