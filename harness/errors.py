@@ -32,6 +32,11 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   ├── SSHError                     a lab host cannot be reached or refuses the login
     │   │   └── HostKeyError             a host presented a key the inventory does not trust
     │   └── DockerUnavailable            kind/k3d: no docker CLI or no engine answering
+    ├── MirrorError                      the drill's registry mirror or an upstream registry
+    │   ├── RegistryUnreachable          no answer (connection refused, DNS, TLS, timeout)
+    │   ├── RegistryAuthError            401/403: the registry wants credentials drdrill lacks
+    │   ├── RegistryRateLimited          429: the registry's pull limit (Retry-After kept)
+    │   └── ArtifactNotFound             404: no such image, chart, tag or blob
     ├── GitServerError
     ├── WaitTimeout                      a wait ran out of time (the last observation kept)
     ├── TeardownIncomplete               something the run made could not be released (named,
@@ -185,6 +190,34 @@ class ProcessExitedError(ProviderError):
             f"{name} exited with {returncode} (log: {log})\n    "
             + "\n    ".join(log_tail.strip().splitlines()[-12:])
         )
+
+
+class MirrorError(HarnessError):
+    """The drill's registry mirror, or a registry it copies from, failed."""
+
+    def __init__(self, message: str, *, url: str = "", status: int | None = None,
+                 fix: str | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message, fix=fix)
+
+
+class RegistryUnreachable(MirrorError):
+    """A registry did not answer at all (refused, DNS, TLS, timeout)."""
+
+
+class RegistryAuthError(MirrorError):
+    """A registry answered 401/403: the content needs credentials drdrill was not given."""
+
+
+class RegistryRateLimited(MirrorError):
+    """A registry answered 429: its pull limit is reached (`retry_after_s` when it says)."""
+
+    retry_after_s: float | None = None
+
+
+class ArtifactNotFound(MirrorError):
+    """A registry answered 404 for a manifest, tag, blob or chart version."""
 
 
 class GitServerError(HarnessError):

@@ -66,7 +66,7 @@ def render_html(report: DrillReport) -> str:
     body = "\n".join(s for s in sections if s)
     doc = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-           f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+           f"<title>{esc(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n<body>\n<main>\n"
            f"{body}\n<footer>drdrill report schema {report.schema_version} · run "
            f"<code>{esc(report.run_id)}</code> · generated from <code>report.json</code>"
            f"</footer>\n</main>\n</body>\n</html>\n")
@@ -817,7 +817,7 @@ _SVG_DEFS = ('<defs><pattern id="notready" width="6" height="6" patternUnits="us
              '<line x1="0" y1="0" x2="0" y2="6" stroke="#cf222e" stroke-width="2"/></pattern>'
              "</defs>")
 
-_CSS = """
+PAGE_CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d0d7de;--bg:#f6f8fa}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Liberation Sans",
