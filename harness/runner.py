@@ -16,6 +16,7 @@ engine calls the hooks by role and knows no scenario by name.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import secrets
@@ -44,6 +45,7 @@ from harness.errors import (
     ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.flux import hops as hops_log
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
 from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
@@ -59,7 +61,13 @@ from harness.providers import (
     get_provider,
     leftovers,
 )
-from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
+from harness.report.model import (
+    CriticalHop,
+    DrillReport,
+    ObjectRecord,
+    RecoveryFigure,
+    Verdict,
+)
 from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
@@ -531,7 +539,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                                             message="never appeared in the cluster",
                                             waiting_on="its parent to apply it"))
     last = s.scenario.last_round
-    critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
+    critical = _split_hops(s, tuple(s.converged[last].critical_path()), last) \
+        if last in s.converged else ()
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
         "tool_sources": {n: t.source for n, t in s.tools.items()},
@@ -567,6 +576,34 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
     )
+
+
+LOGGED_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+
+
+def _split_hops(s: RunState, hops: tuple[CriticalHop, ...], rnd: int) -> tuple[CriticalHop, ...]:
+    """Each hop with its reconcile split as the controllers logged it (when their logs were
+    collected: host-process controllers). Best effort: a hop the logs do not explain keeps
+    the drill's own figures only."""
+    starts = [p for p in s.drill.phases if p.round == rnd and p.name != "preflight"]
+    if not hops or not starts:
+        return hops
+    lines: list[hops_log.LogLine] = []
+    for name in LOGGED_CONTROLLERS:
+        rel = s.diagnostics.get(f"round{rnd}/logs/{name}")
+        if rel:
+            with contextlib.suppress(OSError):
+                lines += hops_log.parse((s.report_dir / rel).read_text(
+                    encoding="utf-8", errors="replace").splitlines())
+    if not lines:
+        return hops
+    t0 = dt.datetime.fromisoformat(min(starts, key=lambda p: p.offset_s).started_at).timestamp()
+    out = []
+    for i, hop in enumerate(hops):
+        dep = t0 + hops[i - 1].ready_after_s if i and hop.waited_on_dependency_s > 0 else None
+        got = hops_log.split(lines, hop.ref, not_before=t0 - 1.0, dependency_ready=dep)
+        out.append(replace(hop, split=got.to_dict()) if got else hop)
+    return tuple(out)
 
 
 def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -108,6 +109,9 @@ class CriticalHop:
     reconcile_s: float
     """Time from its last dependency being ready (or first seen) until it was ready:
     Flux's requeue interval, apply and health checks together."""
+    split: Mapping[str, float | int | None] | None = None
+    """The reconcile as the controller logged it (harness.flux.hops.HopSplit.to_dict):
+    requeue delay, fetch + build + apply, health checks; None where no log said."""
 
 
 @dataclass(frozen=True)

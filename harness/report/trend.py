@@ -73,6 +73,9 @@ class RunPoint:
     path: Path
     figure: tuple[str, float | None] | None = None
     """The scenario's headline recovery figure (label, seconds); schema 2 reports only."""
+    rto_s: float | None = None
+    error: str = ""
+    """The first line of the drill's error, if it had one."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,9 @@ def parse_report(path: Path) -> RunPoint:
         phases=phases, manual_steps=len(steps),
         key=(str(data.get("scenario", "")), str(data.get("provider", "")),
              repo_key(data), str(data.get("cluster", ""))),
-        path=path, figure=figure)
+        path=path, figure=figure,
+        rto_s=float(data["rto_target_s"]) if _number(data.get("rto_target_s")) else None,
+        error=next(iter(str(data.get("error") or "").strip().splitlines()), ""))
 
 
 def _number(value: object) -> bool:
