@@ -580,7 +580,20 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
+        egress=_egress(s),
     )
+
+
+def _egress(s: RunState) -> dict[str, Any]:
+    """The last round's egress record (the recovery), with what earlier rounds refused too."""
+    rounds = [(r, d["egress"]) for r, d in sorted(s.provider_rounds.items())
+              if isinstance(d.get("egress"), dict) and d["egress"]]
+    if not rounds:
+        return {}
+    last = dict(rounds[-1][1])
+    last["rounds"] = {f"round{r}": {"blocked": len(e.get("blocked") or []),
+                                    "reached": len(e.get("reached") or [])} for r, e in rounds}
+    return last
 
 
 LOGGED_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
