@@ -206,6 +206,7 @@ def render(result: Mapping[str, Any]) -> str:
     scaling = result.get("scaling")
     if scaling:
         lines += scaling_section(scaling, cores)
+        lines += profile_section(scaling)
     par = result.get("parallel")
     if par:
         lines += ["**5. Parallel drills** (full rebuilds of the sample repo, as processes)", ""]
@@ -253,6 +254,46 @@ def scaling_section(rows: Sequence[Mapping[str, Any]], cores: int) -> list[str]:
                      "harness RSS", "last Ready → converged",
                      "load 1-min (after Flux alone; after drdrill)"], out)
     return lines
+
+
+def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per profiled row, each component's CPU over the converge and what its metrics say."""
+    out: list[list[str]] = []
+    for r in rows:
+        comps = ((r.get("perf") or {}).get("metrics") or {})
+        for name, m in sorted(comps.items()):
+            if not isinstance(m, Mapping):
+                continue
+            notes = []
+            if m.get("workqueue_depth_max"):
+                notes.append("queue max " + ", ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(m["workqueue_depth_max"].items())))
+            if m.get("reconcile_mean_s"):
+                notes.append("reconcile mean " + ", ".join(
+                    f"{k} {v * 1000:.0f} ms" for k, v in sorted(m["reconcile_mean_s"].items())))
+            if m.get("queue_wait_mean_s"):
+                notes.append("queue wait mean " + ", ".join(
+                    f"{k} {v * 1000:.0f} ms" for k, v in sorted(m["queue_wait_mean_s"].items())))
+            if m.get("client_throttle_s") is not None:
+                notes.append(f"client-side throttling {m['client_throttle_s']:.1f} s over "
+                             f"{m.get('client_requests')} requests")
+            if m.get("inflight_max"):
+                notes.append("in-flight max " + ", ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(m["inflight_max"].items())))
+            if m.get("request_mean_ms"):
+                notes.append("mean latency " + ", ".join(
+                    f"{k} {v:.0f} ms" for k, v in sorted(m["request_mean_ms"].items())))
+            if m.get("backend_commits"):
+                notes.append(f"{m['backend_commits']} commits, mean "
+                             f"{m.get('backend_commit_mean_ms')} ms")
+            out.append([f"{r.get('size')} {r.get('profile')}", name, _s(m.get("cpu_s")),
+                        "; ".join(notes) or "-"])
+    if not out:
+        return []
+    return ["**Profile** (metrics sampled every 2 s over drdrill's rebuild converge; CPU "
+            "seconds used by each component in that window; profiles of the controllers in "
+            "the JSON, `perf.pprof_top`)", "", *_table(
+                ["row", "component", "CPU", "what its metrics say"], out)]
 
 
 def _loads(alone: Sequence[float] | None, drill: Sequence[float] | None, cores: int) -> str:

@@ -1,0 +1,61 @@
+"""The profile sampler's arithmetic: Prometheus text in, per-component figures out."""
+
+from __future__ import annotations
+
+from harness.bench import metrics, table
+
+FIRST = """# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+process_cpu_seconds_total 10.5
+workqueue_depth{name="kustomization"} 3
+controller_runtime_reconcile_time_seconds_sum{controller="kustomization"} 1.0
+controller_runtime_reconcile_time_seconds_count{controller="kustomization"} 10
+workqueue_queue_duration_seconds_sum{name="kustomization"} 0.5
+workqueue_queue_duration_seconds_count{name="kustomization"} 10
+rest_client_rate_limiter_duration_seconds_sum{verb="GET",host="x"} 0.1
+rest_client_rate_limiter_duration_seconds_sum{verb="PATCH",host="x"} 0.2
+rest_client_requests_total{code="200",method="GET"} 100
+something_else 1
+"""
+LAST = """process_cpu_seconds_total 22.5
+workqueue_depth{name="kustomization"} 1
+controller_runtime_reconcile_time_seconds_sum{controller="kustomization"} 31.0
+controller_runtime_reconcile_time_seconds_count{controller="kustomization"} 110
+workqueue_queue_duration_seconds_sum{name="kustomization"} 100.5
+workqueue_queue_duration_seconds_count{name="kustomization"} 110
+rest_client_rate_limiter_duration_seconds_sum{verb="GET",host="x"} 4.1
+rest_client_rate_limiter_duration_seconds_sum{verb="PATCH",host="x"} 2.2
+rest_client_requests_total{code="200",method="GET"} 600
+"""
+MIDDLE = 'workqueue_depth{name="kustomization"} 250\n'
+
+
+def test_parse_keeps_the_named_metrics_summed_per_label() -> None:
+    got = metrics.parse(FIRST)
+    assert got[("process_cpu_seconds_total", "")] == 10.5
+    assert got[("workqueue_depth", "kustomization")] == 3
+    assert got[("rest_client_rate_limiter_duration_seconds_sum", "")] == 0.1 + 0.2
+    assert ("something_else", "") not in got
+
+
+def test_summary_gives_window_deltas_and_gauge_peaks() -> None:
+    first, last = metrics.parse(FIRST), metrics.parse(LAST)
+    peak = {("workqueue_depth", "kustomization"): max(
+        v for text in (FIRST, MIDDLE, LAST) for k, v in metrics.parse(text).items()
+        if k == ("workqueue_depth", "kustomization"))}
+    got = metrics.summarize({"kustomize-controller": first}, {"kustomize-controller": last},
+                            {"kustomize-controller": peak})["kustomize-controller"]
+    assert got["cpu_s"] == 12.0
+    assert got["workqueue_depth_max"] == {"kustomization": 250}
+    assert got["reconciles"] == {"kustomization": 100}
+    assert got["reconcile_mean_s"] == {"kustomization": 0.3}
+    assert got["queue_wait_mean_s"] == {"kustomization": 1.0}
+    assert got["client_throttle_s"] == 6.0 and got["client_requests"] == 500
+
+
+def test_the_table_shows_each_profiled_component() -> None:
+    row = {"size": 500, "profile": "repo", "perf": {"metrics": {
+        "kustomize-controller": {"cpu_s": 12.0, "workqueue_depth_max": {"kustomization": 250},
+                                 "client_throttle_s": 6.0, "client_requests": 500}}}}
+    text = "\n".join(table.profile_section([row]))
+    assert "kustomize-controller | 12.00 s | queue max kustomization 250" in text
+    assert "client-side throttling 6.0 s over 500 requests" in text
