@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -241,6 +242,7 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
                                         / 1024, 1)
     out["cluster_peak_rss_mib"] = round(sampler.peak_kib / 1024, 1)
     out["flux"] = report.settings.get("flux", {})
+    out["critical_path"] = [dataclasses.asdict(h) for h in report.critical_path]
     if peer_round is not None and "start:provision:2" in marks and "end:converge:2" in marks:
         out["peers"] = _judge_peers(report, peer_round, marks)
         if flux_error:

@@ -206,6 +206,7 @@ def render(result: Mapping[str, Any]) -> str:
     scaling = result.get("scaling")
     if scaling:
         lines += scaling_section(scaling, cores)
+        lines += hops_section(scaling)
         lines += profile_section(scaling)
     par = result.get("parallel")
     if par:
@@ -254,6 +255,33 @@ def scaling_section(rows: Sequence[Mapping[str, Any]], cores: int) -> list[str]:
                      "harness RSS", "last Ready → converged",
                      "load 1-min (after Flux alone; after drdrill)"], out)
     return lines
+
+
+def _hop(split: Mapping[str, Any] | None) -> str:
+    if not split:
+        return "-"
+    return " / ".join(_s(split.get(k)) for k in ("requeue_delay_s", "fetch_build_apply_s",
+                                                  "health_check_s"))
+
+
+def hops_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """drdrill's critical path per row, each hop split as the controllers logged it, next to
+    the same object's split in the Flux-alone run."""
+    out: list[list[str]] = []
+    for r in rows:
+        alone = (r.get("flux_alone") or {}).get("hops") or {}
+        for h in r.get("critical_path") or []:
+            if not str(h.get("ref", "")).startswith("Kustomization/"):
+                continue
+            out.append([f"{r.get('size')} {r.get('profile')}", str(h["ref"]).split("/")[-1],
+                        _s(h.get("ready_after_s")), _hop(h.get("split")),
+                        _hop(alone.get(h["ref"]))])
+    if not out:
+        return []
+    return ["**Where the time went** (each Kustomization on drdrill's critical path; from "
+            "kustomize-controller's log: requeue delay after its dependency was ready / "
+            "fetch + build + apply / health checks)", "", *_table(
+                ["row", "hop", "ready at", "drdrill run", "Flux alone"], out)]
 
 
 def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:

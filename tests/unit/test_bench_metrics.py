@@ -59,3 +59,18 @@ def test_the_table_shows_each_profiled_component() -> None:
     text = "\n".join(table.profile_section([row]))
     assert "kustomize-controller | 12.00 s | queue max kustomization 250" in text
     assert "client-side throttling 6.0 s over 500 requests" in text
+
+
+def test_the_hops_table_puts_drdrill_and_flux_alone_side_by_side() -> None:
+    split = {"requeue_delay_s": 28.0, "fetch_build_apply_s": 0.4, "health_check_s": 5.0}
+    row = {"size": 10, "profile": "repo",
+           "critical_path": [{"ref": "GitRepository/flux-system/flux-system",
+                              "ready_after_s": 3.0},
+                             {"ref": "Kustomization/flux-system/d2-0000", "ready_after_s": 40.0,
+                              "split": split}],
+           "flux_alone": {"hops": {"Kustomization/flux-system/d2-0000": {
+               **split, "requeue_delay_s": 27.0}}}}
+    text = "\n".join(table.hops_section([row]))
+    assert "| 10 repo | d2-0000 | 40.00 s | 28.00 s / 0.40 s / 5.00 s | " \
+        "27.00 s / 0.40 s / 5.00 s |" in text
+    assert "| flux-system |" not in text  # only Kustomizations have a kustomize-controller log
