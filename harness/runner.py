@@ -52,6 +52,7 @@ from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
 from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
+from harness.mirror.nodes import registries_named
 from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
     ClusterProvider,
@@ -299,7 +300,10 @@ def provision(s: RunState, rnd: int) -> None:
         options={"nodes": s.opts.nodes, **s.opts.provider_options,
                  **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
                                                       **s.opts.provider_options})
-                    if s.scenario.provider_options else {})}, keep=s.keep_always)
+                    if s.scenario.provider_options else {}),
+                 **({"mirror_registries": registries_named(s.model.external_dependencies)}
+                    if s.model is not None and getattr(factory, "uses_mirror", False) else {})},
+        keep=s.keep_always)
     provider = factory(ctx)
     s.own_cluster(provider, rnd)
     try:
