@@ -284,6 +284,13 @@ def hops_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                 ["row", "hop", "ready at", "drdrill run", "Flux alone"], out)]
 
 
+_PER_LABEL = (("workqueue_depth_max", "queue max", 1, ""),
+              ("reconcile_mean_s", "reconcile mean", 1000, " ms"),
+              ("queue_wait_mean_s", "queue wait mean", 1000, " ms"),
+              ("inflight_max", "in-flight max", 1, ""),
+              ("request_mean_ms", "mean latency", 1, " ms"))
+
+
 def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Per profiled row, each component's CPU over the converge and what its metrics say."""
     out: list[list[str]] = []
@@ -292,25 +299,12 @@ def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         for name, m in sorted(comps.items()):
             if not isinstance(m, Mapping):
                 continue
-            notes = []
-            if m.get("workqueue_depth_max"):
-                notes.append("queue max " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in sorted(m["workqueue_depth_max"].items())))
-            if m.get("reconcile_mean_s"):
-                notes.append("reconcile mean " + ", ".join(
-                    f"{k} {v * 1000:.0f} ms" for k, v in sorted(m["reconcile_mean_s"].items())))
-            if m.get("queue_wait_mean_s"):
-                notes.append("queue wait mean " + ", ".join(
-                    f"{k} {v * 1000:.0f} ms" for k, v in sorted(m["queue_wait_mean_s"].items())))
+            notes = [f"{label} " + ", ".join(f"{k} {v * scale:.0f}{unit}"
+                                             for k, v in sorted(m[key].items()))
+                     for key, label, scale, unit in _PER_LABEL if m.get(key)]
             if m.get("client_throttle_s") is not None:
                 notes.append(f"client-side throttling {m['client_throttle_s']:.1f} s over "
                              f"{m.get('client_requests')} requests")
-            if m.get("inflight_max"):
-                notes.append("in-flight max " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in sorted(m["inflight_max"].items())))
-            if m.get("request_mean_ms"):
-                notes.append("mean latency " + ", ".join(
-                    f"{k} {v:.0f} ms" for k, v in sorted(m["request_mean_ms"].items())))
             if m.get("backend_commits"):
                 notes.append(f"{m['backend_commits']} commits, mean "
                              f"{m.get('backend_commit_mean_ms')} ms")

@@ -16,16 +16,10 @@ rest_client_rate_limiter_duration_seconds_sum{verb="PATCH",host="x"} 0.2
 rest_client_requests_total{code="200",method="GET"} 100
 something_else 1
 """
-LAST = """process_cpu_seconds_total 22.5
-workqueue_depth{name="kustomization"} 1
-controller_runtime_reconcile_time_seconds_sum{controller="kustomization"} 31.0
-controller_runtime_reconcile_time_seconds_count{controller="kustomization"} 110
-workqueue_queue_duration_seconds_sum{name="kustomization"} 100.5
-workqueue_queue_duration_seconds_count{name="kustomization"} 110
-rest_client_rate_limiter_duration_seconds_sum{verb="GET",host="x"} 4.1
-rest_client_rate_limiter_duration_seconds_sum{verb="PATCH",host="x"} 2.2
-rest_client_requests_total{code="200",method="GET"} 600
-"""
+# The same series a window later: only the values move.
+LAST = "\n".join(line.rsplit(" ", 1)[0] + " " + value for line, value in zip(
+    [x for x in FIRST.splitlines() if x and not x.startswith(("#", "something"))],
+    ["22.5", "1", "31.0", "110", "100.5", "110", "4.1", "2.2", "600"], strict=True))
 MIDDLE = 'workqueue_depth{name="kustomization"} 250\n'
 
 
