@@ -53,6 +53,7 @@ from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.mirror.nodes import registries_named
+from harness.podcauses import live_pod_causes
 from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
     ClusterProvider,
@@ -375,7 +376,11 @@ def converge(s: RunState, rnd: int) -> None:
                           start=s.drill.round_start(rnd),
                           revision_free=revision_free, on_progress=on_progress,
                           sync_sources=frozenset(s.model.sync_sources),
-                          webhooks=dict(s.model.webhooks))
+                          webhooks=dict(s.model.webhooks),
+                          # kwok's pods are simulated: only real kubelets have causes to name.
+                          pod_probe=(lambda: live_pod_causes(s.api))
+                          if s.opts.provider != "embedded" else None,
+                          egress_policy=getattr(s.provider, "egress", None))
     # Registered before the run: a failed or interrupted converge still reports every object.
     s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
