@@ -40,8 +40,9 @@ def _choices(what: str, allowed: Iterable[str], text: str) -> tuple[str, ...]:
 
 def _sections(text: str) -> tuple[str, ...]:
     from harness.bench.run import SECTIONS
+    from harness.bench.sections import REGISTERED
 
-    return _choices("section", SECTIONS, text)
+    return _choices("section", (*SECTIONS, *REGISTERED), text)
 
 
 def _profiles(text: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench import genrepo, stats
+from harness.bench.sections import REGISTERED
 from harness.command import Command, run
 from harness.errors import CommandError
 from harness.flux import FluxSettings
@@ -250,6 +251,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
                 "leftover_processes": sum(leftovers.values()),
                 "clashes": len(failed) + sum(1 for v in leftovers.values() if v),
                 "activity": activity()})
+    for name, section in REGISTERED.items():
+        if name in opts.sections:
+            say(f"{name}: measuring")
+            result[name] = section.measure(opts, say)
+            result["activity"][name] = activity()
     result["activity"]["end"] = activity()
     result["duration_s"] = round(time.monotonic() - t0, 1)
     return result

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench import stats
+from harness.bench.sections import REGISTERED
 
 TARGETS = {
     "detection_p95_s": 0.100,
@@ -216,6 +217,9 @@ def render(result: Mapping[str, Any]) -> str:
                           ", ".join(_s(t) for t in r.get("ttr_s") or []),
                           str(r.get("clashes")), _load(r.get("activity"), cores)]
                          for r in par])
+    for name, section in REGISTERED.items():
+        if result.get(name) is not None:
+            lines += list(section.render(result[name], cores))
     lines += ["**Targets**", ""]
     lines += _table(["target", "measured", ""], [[t, m, verdict(ok)]
                                                   for t, m, ok in targets(result)])
