@@ -689,6 +689,12 @@ class KindProvider(DockerCliProvider):
 
             guard_dns(api_client(self._kubeconfig))
 
+    @property
+    def mirror_address(self) -> str | None:
+        """host:port of the registry mirror the nodes pull from (the drill points Flux's chart
+        sources at it too), while the cluster exists."""
+        return self._mirror.registry.address if self._mirror is not None else None
+
     def _use_mirror(self, cfg: Path) -> None:
         """Run the drill's registry mirror on the run network's gateway (the one host address
         the nodes' egress lock lets through) and point every node's containerd at it; what
