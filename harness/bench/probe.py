@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.bench import stats
+from harness.bench import judge, stats
 from harness.bench.one import _events
 from harness.bench.peers import FLUX_POLL_S, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
@@ -133,7 +133,7 @@ def probe(config: Config, workdir: Path, *, transitions: int = 50, poll_samples:
             sup.stop_all(grace_s=2)
             api.close()
     ready_at = {r.rsplit("/", 1)[1]: t for r, t in
-                stats.ready_times(_events(events), REVISION).items() if t is not None}
+                judge.ready_times(_events(events), REVISION).items() if t is not None}
 
     def lag(got: dict[str, float]) -> list[float]:
         return [got[n] - ready_at[n] for n in names if n in got and n in ready_at]

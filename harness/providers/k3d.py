@@ -19,11 +19,11 @@ from typing import Any
 from harness.command import Command, run
 from harness.config import Config
 from harness.errors import ConfigError, ProviderError
+from harness.flux.install import flux_images
 from harness.providers import ProviderContext
 from harness.providers.kind import (
     DockerCliProvider,
     cli_availability,
-    flux_images,
     run_labels,
     wait_nodes_ready,
     write_kubeconfig,

@@ -4,14 +4,13 @@ The cluster config is generated from the drill's options (workers, node image or
 version, port mappings on 127.0.0.1) and the cluster runs on a Docker network of its own,
 `drdrill-<run>`, labelled with the run id, so `drdrill gc` finds both by label.
 
-Flux is installed in-cluster from the pinned release: the controllers' Deployments use the
-images `ghcr.io/fluxcd/<controller>:<pinned version>`. The harness's Git server listens on
-loopback only; `git_url` adds a relay on the Docker network's gateway address (the host side
-of the bridge, reachable from the node containers and nothing outside this machine's bridges)
-that carries connections to it.
+Flux is installed in-cluster from the pinned release through `harness.flux.install`: the
+controllers' Deployments use the images `ghcr.io/fluxcd/<controller>:<pinned version>`.
+The harness's Git server listens on loopback only; `git_url` adds a relay on the Docker
+network's gateway address (the host side of the bridge, reachable from the node containers and
+nothing outside this machine's bridges) that carries connections to it.
 
-This module also holds what kind, k3d and lab's k3s share: the Docker check, the relay and
-the in-cluster Flux install.
+This module also holds what kind and k3d share: the Docker check and the relay.
 """
 
 from __future__ import annotations
@@ -43,8 +42,15 @@ from harness.errors import (
     ProviderError,
     ToolError,
 )
+from harness.flux.install import (
+    FLUX_ALL,
+    FLUX_CONTROLLERS,
+    FLUX_IMAGE_REGISTRY,
+    flux_images,
+    install_flux_in_cluster,
+)
 from harness.gc import KEEP_LABEL, OWNER_LABEL, RUN_ID_LABEL
-from harness.kube import api_client, apply_all, request
+from harness.kube import api_client, request
 from harness.pki import write_secret
 from harness.procs import owner_token
 from harness.providers import ClusterLifecycle, ProviderContext
@@ -53,12 +59,6 @@ from harness.waits import Deadline
 
 log = logging.getLogger(__name__)
 
-FLUX_NAMESPACE = "flux-system"
-FLUX_CONTROLLERS = ("source-controller", "kustomize-controller")
-FLUX_ALL = ("source-controller", "kustomize-controller", "helm-controller")
-"""Every controller drdrill can run in-cluster; helm-controller only for repos with
-HelmReleases (the runner resolves it then)."""
-FLUX_IMAGE_REGISTRY = "ghcr.io/fluxcd"
 KIND_NODE_IMAGE_REPO = "kindest/node"
 CREATE_TIMEOUT_S = 600.0
 
@@ -239,164 +239,6 @@ def relayed_url(local_url: str, relay: Relay) -> str:
     parts = urlsplit(local_url)
     host, port = relay.address
     return urlunsplit((parts.scheme, f"{host}:{port}", parts.path, parts.query, parts.fragment))
-
-
-# -- Flux in-cluster (kind, k3d, lab's k3s) -------------------------------------------------
-
-def flux_images(tools: Mapping[str, ResolvedTool] | None = None,
-                registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, str]:
-    """Controller -> image, each tagged with that controller's own pinned version."""
-    from harness.tools import load_manifest
-
-    pinned = load_manifest().tools
-    names = [c for c in FLUX_ALL if c in tools] if tools else list(FLUX_CONTROLLERS)
-    return {c: f"{registry}/{c}:{(tools[c].version if tools else pinned[c].version)}"
-            for c in names}
-
-
-def flux_controller_args(settings: Any, *, controllers: Sequence[str] = FLUX_CONTROLLERS,
-                         host_network: bool = False) -> dict[str, list[str]]:
-    """The in-cluster controllers' flags, from the one builder the host processes use too."""
-    from harness.flux import controller_flags
-
-    args = {c: controller_flags(c, settings) for c in controllers}
-    if host_network and "source-controller" in args:
-        # On the host's network the stock ports may be taken; metrics are not needed.
-        args["source-controller"].append("--metrics-addr=0")
-    return args
-
-
-def flux_manifests(settings: Any, *, images: Mapping[str, str] | None = None,
-                   host_network_node: str | None = None) -> list[dict[str, Any]]:
-    """ServiceAccounts, a cluster-admin binding, the source-controller Service and one
-    Deployment per controller in `images` (default: source- and kustomize-controller).
-
-    `host_network_node`: run source-controller in that node's network namespace (lab k3s: the
-    harness's Git server is tunnelled to the node's loopback)."""
-    images = dict(images or flux_images())
-    controllers = list(images)
-    args = flux_controller_args(settings, controllers=controllers,
-                                host_network=host_network_node is not None)
-    labels = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "drdrill"}
-    docs: list[dict[str, Any]] = []
-    for c in controllers:
-        docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                     "metadata": {"name": c, "namespace": FLUX_NAMESPACE, "labels": labels}})
-    docs.append({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "drdrill-flux-reconciler", "labels": labels},
-        # As `flux install`'s cluster-reconciler binding: the controllers apply anything.
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": c, "namespace": FLUX_NAMESPACE}
-                     for c in controllers],
-    })
-    docs.append({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "source-controller", "namespace": FLUX_NAMESPACE,
-                     "labels": {**labels, "control-plane": "controller"}},
-        "spec": {"type": "ClusterIP", "selector": {"app": "source-controller"},
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP",
-                            "targetPort": "http"}]},
-    })
-    for c in controllers:
-        ports = [{"containerPort": 8080, "name": "http-prom", "protocol": "TCP"},
-                 {"containerPort": 9440, "name": "healthz", "protocol": "TCP"}]
-        mounts = [{"name": "temp", "mountPath": "/tmp"}]  # noqa: S108 - in the pod
-        volumes: list[dict[str, Any]] = [{"name": "temp", "emptyDir": {}}]
-        readiness: dict[str, Any] = {"httpGet": {"path": "/readyz", "port": "healthz"}}
-        if c == "source-controller":
-            ports.insert(0, {"containerPort": 9090, "name": "http", "protocol": "TCP"})
-            mounts.append({"name": "data", "mountPath": "/data"})
-            volumes.append({"name": "data", "emptyDir": {}})
-            readiness = {"httpGet": {"path": "/", "port": "http"}}
-        pod: dict[str, Any] = {
-            "serviceAccountName": c,
-            "terminationGracePeriodSeconds": 10,
-            "nodeSelector": {"kubernetes.io/os": "linux"},
-            "securityContext": {"fsGroup": 1337},
-            "containers": [{
-                "name": "manager", "image": images[c], "imagePullPolicy": "IfNotPresent",
-                "args": args[c],
-                "env": [{"name": "RUNTIME_NAMESPACE",
-                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
-                "ports": ports,
-                "readinessProbe": readiness,
-                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "healthz"}},
-                "resources": {"limits": {"cpu": "1000m", "memory": "1Gi"},
-                              "requests": {"cpu": "50m", "memory": "64Mi"}},
-                "securityContext": {"allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                    "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
-                "volumeMounts": mounts,
-            }],
-            "volumes": volumes,
-        }
-        if c == "source-controller" and host_network_node is not None:
-            pod["hostNetwork"] = True
-            pod["dnsPolicy"] = "ClusterFirstWithHostNet"
-            pod["nodeSelector"] = {**pod["nodeSelector"],
-                                   "kubernetes.io/hostname": host_network_node}
-        docs.append({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": c, "namespace": FLUX_NAMESPACE,
-                         "labels": {**labels, "control-plane": "controller",
-                                    "app.kubernetes.io/component": c}},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": c}},
-                     "template": {"metadata": {"labels": {"app": c}}, "spec": pod}},
-        })
-    return docs
-
-
-def install_flux_in_cluster(api: Any, settings: Any, *, timeout_s: float = 300,
-                            host_network_node: str | None = None,
-                            images: Mapping[str, str] | None = None,
-                            registry: str = FLUX_IMAGE_REGISTRY) -> dict[str, Any]:
-    """Apply `flux_manifests` and wait until every Deployment is Available; on timeout the
-    error names each pod's waiting reason (ErrImagePull for an image the nodes cannot get)."""
-    images = dict(images or flux_images(registry=registry))
-    docs = flux_manifests(settings, images=images, host_network_node=host_network_node)
-    apply_all(api, docs, source="drdrill in-cluster Flux")
-    deadline = Deadline(timeout_s)
-    last = ""
-    while not deadline.expired:
-        pending = []
-        for c in images:
-            dep = request(api, "GET", f"/apis/apps/v1/namespaces/{FLUX_NAMESPACE}/"
-                                      f"deployments/{c}")
-            conds = {x.get("type"): x.get("status")
-                     for x in (dep.get("status") or {}).get("conditions") or []}
-            if conds.get("Available") != "True":
-                pending.append(c)
-        if not pending:
-            return {"images": images, **flux_controller_args(
-                settings, controllers=list(images),
-                host_network=host_network_node is not None)}
-        last = _pod_reasons(api) or f"waiting for {', '.join(pending)}"
-        # Deployments report through status conditions only; a short re-read is the watch's
-        # equivalent here and keeps this independent of the client's watch plumbing.
-        time.sleep(min(1.0, deadline.remaining))
-    raise ProviderError(f"the Flux controllers did not become Available within "
-                        f"{timeout_s:.0f}s: {last}",
-                        fix="the nodes must be able to pull "
-                            f"{', '.join(images.values())} (or have them preloaded, e.g. "
-                            "`kind load docker-image`)")
-
-
-def _pod_reasons(api: Any) -> str:
-    try:
-        pods = request(api, "GET", f"/api/v1/namespaces/{FLUX_NAMESPACE}/pods").get("items", [])
-    except Exception:  # noqa: BLE001 - only for the message
-        return ""
-    out = []
-    for pod in pods:
-        for st in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (st.get("state") or {}).get("waiting")
-            if waiting:
-                out.append(f"{pod['metadata']['name']}: {waiting.get('reason')} "
-                           f"{(waiting.get('message') or '')[:160]}")
-    return "; ".join(out)
 
 
 # -- kind ------------------------------------------------------------------------------------
@@ -743,6 +585,8 @@ class KindProvider(DockerCliProvider):
     name = "kind"
     cli = "kind"
     cluster_label = "io.x-k8s.kind.cluster"
+    uses_mirror = True
+    """The drill passes the registries the repo names (`mirror_registries`)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
@@ -751,6 +595,12 @@ class KindProvider(DockerCliProvider):
         self._kind: str | None = None
         self.node_image_tag: str | None = node_image(ctx.options)
         self.timings: dict[str, Any] = {}
+        from harness.mirror.cluster import check_policy
+
+        self.egress = check_policy(str(ctx.options.get("egress", "mirror")))
+        self._mirror: Any = None
+        self._mirror_seen: dict[str, Any] = {}
+        self._egress_seen: dict[str, Any] = {}
 
     def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
         return kind_config(self.cluster, ctx.options)
@@ -794,7 +644,21 @@ class KindProvider(DockerCliProvider):
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:
-        return cli_availability("kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO)
+        """Resolved as the drill resolves it (cli_binary): PATH, else the pinned kind from the
+        cache; one that must still be built is named, never built here."""
+        from harness.tools import load_manifest, resolve_existing
+
+        spec = load_manifest().tools["kind"]
+        found = shutil.which("kind")
+        if found is None:
+            pinned = resolve_existing(config, spec)
+            found = str(pinned.path) if pinned is not None else None
+        return cli_availability(
+            "kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO, path=found,
+            missing=f"no kind on PATH and the pinned kind {spec.version} is not built yet "
+                    + ("(the first kind drill, or `drdrill tools ensure --only kind`, builds it "
+                       "from the Go module proxy)" if config.allow_build else
+                       "(and building is turned off: DRDRILL_ALLOW_BUILD)"))
 
     # -- ClusterProvider -------------------------------------------------------------------
     def _create(self) -> None:
@@ -802,6 +666,8 @@ class KindProvider(DockerCliProvider):
         check_docker()
         self._node_image()
         kind, cfg = self._prepare()
+        if self.egress == "mirror":
+            self._use_mirror(cfg)
         started = time.monotonic()
         run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
                                 network=self.network, wait=self.wait),
@@ -816,6 +682,39 @@ class KindProvider(DockerCliProvider):
         self.timings["all_nodes_ready_s"] = round(time.monotonic() - started, 1)
         if self.config.get("networking", {}).get("podSubnet"):  # drdrill's node image
             self._check_egress_locked()
+            if self.egress == "open":
+                self._open_egress()
+        if self._mirror is not None:
+            from harness.mirror.egress import guard_dns
+
+            guard_dns(api_client(self._kubeconfig))
+
+    @property
+    def mirror_address(self) -> str | None:
+        """host:port of the registry mirror the nodes pull from (the drill points Flux's chart
+        sources at it too), while the cluster exists."""
+        return self._mirror.registry.address if self._mirror is not None else None
+
+    def _use_mirror(self, cfg: Path) -> None:
+        """Run the drill's registry mirror on the run network's gateway (the one host address
+        the nodes' egress lock lets through) and point every node's containerd at it; what
+        to write is harness.mirror's business, never this provider's."""
+        from harness.mirror.cluster import ClusterMirror
+
+        self._mirror = ClusterMirror(
+            self.ctx.config, network_gateway(inspect_network(self.network)), self.ctx.run_id,
+            self.workdir / "mirror", tuple(self.ctx.options.get("mirror_registries", ())),
+            self.egress).__enter__()
+        self.config = self._mirror.kind_config(self.config)
+        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def _open_egress(self) -> None:
+        """egress=open: the user accepts that the cluster reaches the world (and pulls from
+        the registries themselves); the lock's chain is emptied, not the node rebuilt."""
+        for node in self.containers(running=True):
+            for tables in ("iptables", "ip6tables"):
+                run(Command.of("docker", "exec", node, tables, "-F", "DRDRILL-EGRESS")
+                    .with_timeout(30))
 
     def _check_egress_locked(self) -> None:
         """Every node of drdrill's image refuses traffic to addresses outside the run (its
@@ -839,6 +738,34 @@ class KindProvider(DockerCliProvider):
             run(Command.of(self.cli_binary(), "load", "image-archive", archive,
                            "--name", self.cluster).with_timeout(600))
 
+    def delete(self) -> None:
+        if self._mirror is not None:  # before the cluster and the workdir (its logs) go
+            try:
+                self._mirror_seen = self._mirror.describe()
+                self._egress_seen = self._observe_egress()
+            finally:
+                self._mirror.close()
+                self._mirror = None
+        super().delete()
+
+    def _observe_egress(self) -> dict[str, Any]:
+        """What the guard refused, read from the live cluster (best effort: a cluster that
+        never came up has nothing to say, and that must not hide why)."""
+        from harness.mirror.egress import COUNTER_ARGV, observe, refused_packets
+
+        if not self._kubeconfig.exists():
+            return {}
+        try:
+            refused = {node: refused_packets(run(Command.of("docker", "exec", node,
+                                                            *COUNTER_ARGV).with_timeout(30),
+                                                 check=False).stdout)
+                       for node in self.containers(running=True)}
+            return observe(api_client(self._kubeconfig), self.egress, self._mirror_seen,
+                           refused=refused)
+        except Exception as exc:  # noqa: BLE001 - teardown must go on; the report says why
+            log.warning("reading what the egress guard refused failed: %s", exc)
+            return {"policy": self.egress, "error": str(exc)}
+
     def delete_command(self) -> Command:
         # --kubeconfig: kind would otherwise edit the user's ~/.kube/config
         return Command.of(self._kind or "kind", "delete", "cluster", "--name", self.cluster,
@@ -860,6 +787,9 @@ class KindProvider(DockerCliProvider):
                 "timings": {**self.timings, "flux_images_load_s": self.flux_load_s},
                 "nodes": len(self.config["nodes"]),
                 "flux_images": self.flags.get("images") or flux_images(registry=self.registry),
+                "mirror": self._mirror.describe() if self._mirror is not None
+                else self._mirror_seen or {"policy": self.egress},
+                "egress": self._egress_seen,
                 "flags": {k: v for k, v in self.flags.items() if k != "images"}}
 
 
@@ -867,12 +797,14 @@ class KindProvider(DockerCliProvider):
 # -- shared helpers --------------------------------------------------------------------------
 
 def cli_availability(cli: str, version_args: Sequence[str], parse: Any,
-                     image_repo: str = "") -> tuple[bool, str]:
-    """(ok, why) for `drdrill providers`: the CLI on PATH with its version, Docker, and whether
-    a node image is already in the local Docker (else creating a cluster needs a registry)."""
-    path = shutil.which(cli)
+                     image_repo: str = "", *, path: str | None = None,
+                     missing: str = "") -> tuple[bool, str]:
+    """(ok, why) for `drdrill providers`: the CLI (`path`, default from PATH) with its version,
+    Docker, and whether a node image is already in the local Docker (else creating a cluster
+    needs a registry). `missing` says why no CLI was found."""
+    path = path or shutil.which(cli)
     if path is None:
-        return False, f"the {cli} CLI is not on PATH"
+        return False, missing or f"the {cli} CLI is not on PATH"
     try:
         version = parse(run(Command.of(path, *version_args).with_timeout(20)).stdout)
     except (CommandError, ProviderError) as exc:

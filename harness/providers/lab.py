@@ -412,7 +412,7 @@ class LabProvider(ClusterLifecycle):
         try:
             if self.distribution == "embedded":
                 return self._flux_on_host(settings)
-            from harness.providers.kind import install_flux_in_cluster
+            from harness.flux.install import install_flux_in_cluster
 
             flags = install_flux_in_cluster(api, settings, host_network_node=self.host.name,
                                             timeout_s=self.startup_timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -110,6 +111,9 @@ class CriticalHop:
     reconcile_s: float
     """Time from its last dependency being ready (or first seen) until it was ready:
     Flux's requeue interval, apply and health checks together."""
+    split: Mapping[str, float | int | None] | None = None
+    """The reconcile as the controller logged it (harness.flux.hops.HopSplit.to_dict):
+    requeue delay, fetch + build + apply, health checks; None where no log said."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,13 @@ class DrillReport:
     output_lost: tuple[str, ...] = ()
     """The drill's output that broke without ending it: a closed console, a listener that
     raised (each makes the verdict broken)."""
+    egress: dict[str, Any] = field(default_factory=dict)
+    """What the recovery reached and what the drill's egress guard refused (kind): `policy`,
+    `reached[]`, `blocked[]` (namespace, pod, owner, host, via, writer), `writers_blocked[]`,
+    `mirror` (address, pulled bytes, misses). Empty where no guard runs (embedded)."""
+    repo_id: str = ""
+    """The repo wherever it is cloned: its remote (`github.com/org/fleet`) or its folder name.
+    Trends and fleet pages group runs by it; `repo` is the local path of this run."""
 
     @property
     def recovery_figure(self) -> RecoveryFigure | None:

@@ -51,6 +51,9 @@ class FakePlan:
     def collect(self, rnd: int) -> None:
         self.log.append("collect")
 
+    def halt(self) -> None:
+        self.log.append("halt")
+
     def keep(self, verdict: Verdict) -> bool:
         return False
 
@@ -138,7 +141,7 @@ def test_an_interrupt_tears_down_reports_broken_and_exits_128_plus_the_signal(tm
 
     plan = FakePlan(tmp_path, actions={"provision": interrupt})
     run = _run(plan)
-    assert plan.log == ["preflight", "provision", "collect", "teardown"]
+    assert plan.log == ["preflight", "provision", "halt", "collect", "teardown"]
     assert run.report is not None and run.report.verdict == "broken"
     assert run.report.interrupted_by == sig.name and f"interrupted by {sig.name}" in (
         run.report.error or "")
