@@ -5,6 +5,7 @@ Every other module of `harness.tools` reads pins from here; nothing else parses 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -255,6 +256,12 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
 
 
 _MANIFEST: Manifest | None = None
+
+
+def pins_digest() -> str:
+    """16 hex digits of the manifest's sha256: a cache key that changes with any pin."""
+    text = resources.files("harness").joinpath("tools.toml").read_bytes()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def load_manifest() -> Manifest:
