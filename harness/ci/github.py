@@ -14,7 +14,7 @@ PATH = ".github/workflows/drdrill.yaml"
 PYTHON = "3.12"
 GO = "1.26.x"
 """The fallback that builds a pinned tool from the Go module proxy when no download serves it."""
-NODE = "20"
+NODE = "22"
 INPUTS_DIR = "$RUNNER_TEMP/drdrill-inputs"
 HISTORY_RUNS = 400
 """Run folders the fan-in job keeps in its history cache (newest first)."""
