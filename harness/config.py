@@ -27,6 +27,9 @@ class Config:
     go: str = "go"
     state_dir: Path | None = None
     """Where run state (data dirs, run records for `drdrill gc`) lives; default under cache_dir."""
+    mirror_dir: Path | None = None
+    """Where the registry mirror keeps images and charts across runs; default
+    `<cache_dir>/mirror`."""
 
     @property
     def tools_cache(self) -> Path:
@@ -68,4 +71,5 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRDRILL_ALLOW_BUILD": ("allow_build", _bool),
     "DRDRILL_GO": ("go", str),
     "DRDRILL_STATE_DIR": ("state_dir", Path),
+    "DRDRILL_MIRROR_DIR": ("mirror_dir", Path),
 }

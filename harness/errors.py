@@ -39,7 +39,9 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   ├── RegistryUnreachable          no answer (connection refused, DNS, TLS, timeout)
     │   ├── RegistryAuthError            401/403: the registry wants credentials drdrill lacks
     │   ├── RegistryRateLimited          429: the registry's pull limit (Retry-After kept)
-    │   └── ArtifactNotFound             404: no such image, chart, tag or blob
+    │   ├── ArtifactNotFound             404: no such image, chart, tag or blob
+    │   └── PullRefused                  a pod's image is neither in the mirror nor allowed by
+    │                                    the egress policy (pod, image and policy named)
     ├── GitServerError
     ├── WaitTimeout                      a wait ran out of time (the last observation kept)
     ├── TeardownIncomplete               something the run made could not be released (named,
@@ -229,6 +231,22 @@ class RegistryRateLimited(MirrorError):
 
 class ArtifactNotFound(MirrorError):
     """A registry answered 404 for a manifest, tag, blob or chart version."""
+
+
+class PullRefused(MirrorError):
+    """A pod's image could not be pulled under the drill's egress policy (not in the mirror,
+    no way out): the drill's environment, not the repo, so the verdict is *broken*."""
+
+    def __init__(self, *, namespace: str, pod: str, owner: str, image: str, reason: str,
+                 detail: str, policy: str) -> None:
+        self.namespace, self.pod, self.owner = namespace, pod, owner
+        self.image, self.reason, self.policy = image, reason, policy
+        super().__init__(
+            f"pod {namespace}/{pod} ({owner}) cannot pull {image}: {reason} under egress "
+            f"policy {policy!r}, which lets the nodes reach only the drill's registry mirror, "
+            f"and the mirror does not have it" + (f" ({detail})" if detail else ""),
+            fix=f"`drdrill mirror prefetch --repo ...` (online) or `drdrill mirror import "
+                f"--image {image}`, then drill again; or --provider-option egress=open")
 
 
 class GitServerError(HarnessError):

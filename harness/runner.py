@@ -16,6 +16,7 @@ engine calls the hooks by role and knows no scenario by name.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import secrets
@@ -43,13 +44,17 @@ from harness.errors import (
     TeardownIncomplete,
     ToolError,
 )
-from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.flux import FLUX_NAMESPACE, SYNC_NAME, FluxRuntime, FluxSettings, sync_objects
+from harness.flux import hops as hops_log
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
 from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
 from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
+from harness.mirror.nodes import registries_named
+from harness.mirror.redirect import redirects
+from harness.podcauses import live_pod_causes
 from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
     ClusterProvider,
@@ -58,7 +63,13 @@ from harness.providers import (
     get_provider,
     leftovers,
 )
-from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
+from harness.report.model import (
+    CriticalHop,
+    DrillReport,
+    ObjectRecord,
+    RecoveryFigure,
+    Verdict,
+)
 from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
@@ -156,6 +167,8 @@ class RunState:
     converged: dict[int, ConvergeResult] = field(default_factory=dict)
     diagnostics: dict[str, str] = field(default_factory=dict)
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    mirror_changes: list[str] = field(default_factory=list)
+    """Sources the drill pointed at its registry mirror (local changes of the run)."""
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
     resources: Resources = field(default_factory=Resources)
     """The run's one context stack; teardown is `resources.close()`."""
@@ -291,7 +304,10 @@ def provision(s: RunState, rnd: int) -> None:
         options={"nodes": s.opts.nodes, **s.opts.provider_options,
                  **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
                                                       **s.opts.provider_options})
-                    if s.scenario.provider_options else {})}, keep=s.keep_always)
+                    if s.scenario.provider_options else {}),
+                 **({"mirror_registries": registries_named(s.model.external_dependencies)}
+                    if s.model is not None and getattr(factory, "uses_mirror", False) else {})},
+        keep=s.keep_always)
     provider = factory(ctx)
     s.own_cluster(provider, rnd)
     try:
@@ -337,8 +353,22 @@ def bootstrap(s: RunState, rnd: int) -> None:
             else s.git.url
         apply_all(s.api, sync_objects(url=url, branch=s.rev.branch,
                                       path=s.model.cluster_path, settings=s.flux_settings,
-                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches)),
+                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches,
+                                               *_mirror_redirects(s))),
                   source="drdrill sync")
+
+
+def _mirror_redirects(s: RunState) -> tuple[dict[str, Any], ...]:
+    """Chart sources pointed at the provider's registry mirror, when it runs one."""
+    assert s.model is not None
+    mirror = getattr(s.provider, "mirror_address", None)
+    if not mirror:
+        return ()
+    red = redirects(s.model.rendered, f"Kustomization/{FLUX_NAMESPACE}/{SYNC_NAME}", mirror)
+    for line in (*red.changes, *(f"not redirected to the mirror: {x}" for x in red.skipped)):
+        if line.split(" -> ")[0] not in {c.split(" -> ")[0] for c in s.mirror_changes}:
+            s.mirror_changes.append(line)
+    return red.patches
 
 
 def converge(s: RunState, rnd: int) -> None:
@@ -363,7 +393,11 @@ def converge(s: RunState, rnd: int) -> None:
                           start=s.drill.round_start(rnd),
                           revision_free=revision_free, on_progress=on_progress,
                           sync_sources=frozenset(s.model.sync_sources),
-                          webhooks=dict(s.model.webhooks))
+                          webhooks=dict(s.model.webhooks),
+                          # kwok's pods are simulated: only real kubelets have causes to name.
+                          pod_probe=(lambda: live_pod_causes(s.api))
+                          if s.opts.provider != "embedded" else None,
+                          egress_policy=getattr(s.provider, "egress", None))
     # Registered before the run: a failed or interrupted converge still reports every object.
     s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
@@ -527,7 +561,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                                             message="never appeared in the cluster",
                                             waiting_on="its parent to apply it"))
     last = s.scenario.last_round
-    critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
+    critical = _split_hops(s, tuple(s.converged[last].critical_path()), last) \
+        if last in s.converged else ()
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
         "tool_sources": {n: t.source for n, t in s.tools.items()},
@@ -540,7 +575,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         "converge_timeout_s": s.opts.converge_timeout_s,
         "keep_cluster": s.opts.keep_cluster,
         "local_run_changes": [*(s.model.local_changes if s.model else ()),
-                              *s.scenario.local_changes],
+                              *s.scenario.local_changes, *s.mirror_changes],
     }
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
@@ -562,7 +597,48 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
+        egress=_egress(s),
     )
+
+
+def _egress(s: RunState) -> dict[str, Any]:
+    """The last round's egress record (the recovery), with what earlier rounds refused too."""
+    rounds = [(r, d["egress"]) for r, d in sorted(s.provider_rounds.items())
+              if isinstance(d.get("egress"), dict) and d["egress"]]
+    if not rounds:
+        return {}
+    last = dict(rounds[-1][1])
+    last["rounds"] = {f"round{r}": {"blocked": len(e.get("blocked") or []),
+                                    "reached": len(e.get("reached") or [])} for r, e in rounds}
+    return last
+
+
+LOGGED_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+
+
+def _split_hops(s: RunState, hops: tuple[CriticalHop, ...], rnd: int) -> tuple[CriticalHop, ...]:
+    """Each hop with its reconcile split as the controllers logged it (when their logs were
+    collected: host-process controllers). Best effort: a hop the logs do not explain keeps
+    the drill's own figures only."""
+    starts = [p for p in s.drill.phases if p.round == rnd and p.name != "preflight"]
+    if not hops or not starts:
+        return hops
+    lines: list[hops_log.LogLine] = []
+    for name in LOGGED_CONTROLLERS:
+        rel = s.diagnostics.get(f"round{rnd}/logs/{name}")
+        if rel:
+            with contextlib.suppress(OSError):
+                lines += hops_log.parse((s.report_dir / rel).read_text(
+                    encoding="utf-8", errors="replace").splitlines())
+    if not lines:
+        return hops
+    t0 = dt.datetime.fromisoformat(min(starts, key=lambda p: p.offset_s).started_at).timestamp()
+    out = []
+    for i, hop in enumerate(hops):
+        dep = t0 + hops[i - 1].ready_after_s if i and hop.waited_on_dependency_s > 0 else None
+        got = hops_log.split(lines, hop.ref, not_before=t0 - 1.0, dependency_ready=dep)
+        out.append(replace(hop, split=got.to_dict()) if got else hop)
+    return tuple(out)
 
 
 def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -146,6 +147,18 @@ def test_html_shows_verdict_phases_objects_critical_path_and_manual_steps():
         assert f"<code>{m.id}</code>" in text and m.description in text
     assert "10.0s, 14% of time-to-ready" in text
     assert "kustomize-controller" in text and "v1.31.1" in text
+
+
+def test_html_shows_each_hop_as_its_controller_logged_it():
+    report = make_report()
+    hops = list(report.critical_path)
+    hops[-1] = replace(hops[-1], split={"dependency_checks": 2, "requeue_delay_s": 14.0,
+                                        "fetch_build_apply_s": 0.4, "health_check_s": 5.0,
+                                        "reconcile_s": 5.4})
+    text = render_html(replace(report, critical_path=tuple(hops)))
+    assert "As the controller logged it" in text
+    assert "requeue delay <b>14.0s</b>; fetch + build + apply <b>0.4s</b>; health checks " \
+        "<b>5.0s</b>; whole reconcile <b>5.4s</b>; 2 dependency checks before" in text
 
 
 def test_html_passed_report_without_rto_or_critical_path():
