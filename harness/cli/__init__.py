@@ -209,10 +209,14 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from harness.cli.init import add_init_command, version
+
+    parser.add_argument("--version", action="version", version=f"drdrill {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     from harness.cli.preflight import add_preflight_commands
 
     add_preflight_commands(sub)
+    add_init_command(sub)
     if light:
         return parser
     _add_drill(sub)
