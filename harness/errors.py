@@ -246,7 +246,7 @@ class PullRefused(MirrorError):
             f"policy {policy!r}, which lets the nodes reach only the drill's registry mirror, "
             f"and the mirror does not have it" + (f" ({detail})" if detail else ""),
             fix=f"`drdrill mirror prefetch --repo ...` (online) or `drdrill mirror import "
-                f"--image {image}`, then drill again; or --provider-option egress=open")
+                f"--image {image}`, then drill again; or --egress open")
 
 
 class GitServerError(HarnessError):

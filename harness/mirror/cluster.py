@@ -27,8 +27,7 @@ their registries (for users who accept that a drill cluster reaches the world)."
 def check_policy(policy: str) -> str:
     if policy not in EGRESS_POLICIES:
         raise ConfigError(f"egress policy {policy!r} is not one of {', '.join(EGRESS_POLICIES)}",
-                          fix="pass --provider-option egress=mirror (the default) or "
-                              "egress=open")
+                          fix="pass --egress mirror (the default) or --egress open")
     return policy
 
 
@@ -84,7 +83,8 @@ class ClusterMirror:
                 "images_pulled": dict(sorted(stats.manifests.items())),
                 "pulled_bytes": stats.blob_bytes,
                 "missing": list(stats.misses),
-                "first_pull_at": stats.first_at, "last_pull_at": stats.last_at}
+                "first_pull_at": stats.first_at, "last_pull_at": stats.last_at,
+                "pull_span_s": stats.span_s}
 
     def close(self) -> None:
         if self.registry is not None:

@@ -159,9 +159,10 @@ def summary(policy: str, mirror: Mapping[str, Any], blocked: list[dict[str, Any]
     return {"policy": policy, "reached": reached(mirror), "blocked": blocked,
             "writers_blocked": [b for b in blocked if b.get("writer")],
             "refused_packets": dict(refused_packets or {}),
-            "mirror": {k: mirror.get(k) for k in ("address", "pulled_bytes", "missing",
-                                                  "first_pull_at", "last_pull_at")
-                       if k in mirror}}
+            "mirror": {**{k: mirror.get(k) for k in ("address", "pulled_bytes", "missing",
+                                                     "first_pull_at", "last_pull_at",
+                                                     "pull_span_s") if k in mirror},
+                       "repositories_pulled": len(mirror.get("images_pulled") or {})}}
 
 
 # -- on a live cluster -------------------------------------------------------------------------
@@ -215,3 +216,4 @@ def observe(api: Any, policy: str, mirror: Mapping[str, Any], *,
     pods = request(api, "GET", "/api/v1/pods").get("items") or []
     blocked = blocked_lookups(parse_dns_log(lines), pods_by_ip(pods))
     return summary(policy, mirror, blocked, refused_packets=refused)
+

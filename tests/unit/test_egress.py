@@ -116,7 +116,7 @@ def test_report_sections_name_the_pod_and_host_in_json_markdown_and_html():
     md = render_markdown(report)
     assert "### What this recovery tried to reach" in md and "### External writers blocked" in md
     assert "`network/external-dns-5c7f-abcde`" in md and "`api.cloudflare.com`" in md
-    assert "2.5 MB pulled" in md
+    assert "1 repositories, 2.5 MB pulled" in md
     html = render_html(report)
     assert 'id="egress"' in html and "External writers blocked" in html
     assert "<code>network/external-dns-5c7f-abcde</code>" in html

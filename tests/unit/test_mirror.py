@@ -129,6 +129,7 @@ def test_access_log_counts_pulls_and_misses(tmp_path):
     assert stats.blob_bytes == 1048576
     assert stats.misses == ("docker.io/o/x:9",)
     assert stats.first_at == "06/Dec/2026:04:10:00 +0000"
+    assert stats.span_s == 2.0
 
 
 def test_registry_config_keeps_only_host_platforms(tmp_path):
