@@ -77,6 +77,8 @@ def test_offline_kind_drill_pulls_everything_from_the_mirror(fixture_repo, tmp_p
                       "ghcr.io/drdrill-fixtures/charts/hello",
                       "charts.drdrill-fixtures.example/stable/greeter"}, egress["reached"]
     assert egress["mirror"]["missing"] == [], egress["mirror"]
+    assert egress["mirror"]["images_from_mirror"] == 2, egress["mirror"]
+    assert egress["mirror"]["charts_from_mirror"] == 2, egress["mirror"]
     writer = [b for b in egress["blocked"] if b["host"] == "api.cloudflare.com"]
     assert writer and writer[0]["namespace"] == "web" \
         and writer[0]["pod"].startswith("external-dns-"), egress["blocked"]
