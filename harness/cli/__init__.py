@@ -6,51 +6,18 @@ import argparse
 import io
 import logging
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
+from harness.cli.progress import Progress
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
 from harness.report.redact import redact
 
 if TYPE_CHECKING:
     from harness.report.model import DrillReport
-
-
-class Progress:
-    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise.
-    Every line goes through the one redaction step."""
-
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.t0 = time.monotonic()
-        self._status = False
-
-    def __call__(self, line: str) -> None:
-        line = redact(line)
-        stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
-        if self.tty and line.startswith(("converge:", "build:", "go:")):
-            self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
-            self._status = True
-        else:
-            if self._status:
-                self.stream.write("\n")
-                self._status = False
-            self.stream.write(f"{stamp} {line}\n")
-        self.stream.flush()
-
-    def phase(self, event: str, record: object) -> None:
-        kind, _, name = event.partition(":")
-        if kind == "start":
-            self(f"phase {name} ...")
-        elif record is not None:
-            rec = record  # PhaseRecord
-            self(f"phase {name} (round {getattr(rec, 'round', '?')}): "
-                 f"{getattr(rec, 'outcome', '?')} in {getattr(rec, 'duration_s', 0):.1f}s")
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,6 +74,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         scenario_options=dict(args.scenario_option), run_id=drill.run_id)
     with open_run(opts, progress=progress, drill=drill) as run:
         run.execute()
+    _quietly(progress.close)
     if run.report_error is not None:
         _say_safely(f"drdrill: error: {redact(str(run.report_error))}", sys.stderr)
     elif run.report is not None:
@@ -118,11 +86,19 @@ def _cmd_drill(args: argparse.Namespace) -> int:
 
 def _say_safely(text: str, stream: TextIO, *, end: str = "\n") -> None:
     """The last words of a drill: its report is written, so a closed console costs nothing."""
+
+    def say() -> None:
+        stream.write(text + end)
+        stream.flush()
+
+    _quietly(say)
+
+
+def _quietly(write: Callable[[], None]) -> None:
     from harness.core.engine import silence_closed_streams
 
     try:
-        stream.write(text + end)
-        stream.flush()
+        write()
     except OSError:
         silence_closed_streams()
 
@@ -223,10 +199,14 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from harness.cli.init import add_init_command, version
+
+    parser.add_argument("--version", action="version", version=f"drdrill {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     from harness.cli.preflight import add_preflight_commands
 
     add_preflight_commands(sub)
+    add_init_command(sub)
     if light:
         return parser
     _add_drill(sub)

@@ -5,14 +5,14 @@ registry the repo names at it. A provider enters one per cluster it creates."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from harness.config import Config
-from harness.errors import ConfigError
+from harness.errors import ConfigError, MirrorError
 from harness.mirror.nodes import NodeMirrorConfig, node_config
 from harness.mirror.server import MirrorRegistry, storage_lock
 
@@ -27,8 +27,7 @@ their registries (for users who accept that a drill cluster reaches the world)."
 def check_policy(policy: str) -> str:
     if policy not in EGRESS_POLICIES:
         raise ConfigError(f"egress policy {policy!r} is not one of {', '.join(EGRESS_POLICIES)}",
-                          fix="pass --provider-option egress=mirror (the default) or "
-                              "egress=open")
+                          fix="pass --egress mirror (the default) or --egress open")
     return policy
 
 
@@ -78,13 +77,36 @@ class ClusterMirror:
         if self.registry is None:
             return {"policy": self.policy}
         stats = self.registry.pulls()
+        kinds = self._kinds(stats.manifests)
         return {"policy": self.policy, "address": self.registry.address,
+                "images_from_mirror": sum(1 for k in kinds.values() if k == "image"),
+                "charts_from_mirror": sum(1 for k in kinds.values() if k == "chart"),
+                "repository_kinds": kinds,
                 "storage": str(self.registry.storage),
                 "registries": list(self.node.registries if self.node else ()),
                 "images_pulled": dict(sorted(stats.manifests.items())),
                 "pulled_bytes": stats.blob_bytes,
                 "missing": list(stats.misses),
-                "first_pull_at": stats.first_at, "last_pull_at": stats.last_at}
+                "first_pull_at": stats.first_at, "last_pull_at": stats.last_at,
+                "pull_span_s": stats.span_s}
+
+    def _kinds(self, repos: Iterable[str]) -> dict[str, str]:
+        """repository -> image | chart, from what the mirror holds (a Helm chart's manifest
+        has Helm's config media type)."""
+        from harness.mirror.oci import HELM_CONFIG
+
+        assert self.registry is not None
+        client = self.registry.client()
+        out: dict[str, str] = {}
+        for repo in repos:
+            try:
+                tags = client.tags(repo)
+                m = client.get_manifest(repo, tags[0]) if tags else None
+            except MirrorError:
+                m = None
+            out[repo] = "chart" if m is not None and not m.is_index and \
+                (m.doc.get("config") or {}).get("mediaType") == HELM_CONFIG else "image"
+        return out
 
     def close(self) -> None:
         if self.registry is not None:

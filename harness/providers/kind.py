@@ -760,8 +760,9 @@ class KindProvider(DockerCliProvider):
                                                             *COUNTER_ARGV).with_timeout(30),
                                                  check=False).stdout)
                        for node in self.containers(running=True)}
+            git = f"{self._relay.address[0]}:{self._relay.address[1]}" if self._relay else None
             return observe(api_client(self._kubeconfig), self.egress, self._mirror_seen,
-                           refused=refused)
+                           refused=refused, git_url=git)
         except Exception as exc:  # noqa: BLE001 - teardown must go on; the report says why
             log.warning("reading what the egress guard refused failed: %s", exc)
             return {"policy": self.egress, "error": str(exc)}

@@ -102,13 +102,19 @@ def test_report_sections_name_the_pod_and_host_in_json_markdown_and_html():
     from harness.report.markdown import render_markdown
 
     mirror = {"address": "172.18.0.1:5000", "pulled_bytes": 2_500_000,
-              "images_pulled": {"ghcr.io/drdrill-fixtures/busybox": 2}}
+              "images_pulled": {"ghcr.io/drdrill-fixtures/busybox": 2,
+                                "ghcr.io/drdrill-fixtures/charts/hello": 1},
+              "repository_kinds": {"ghcr.io/drdrill-fixtures/busybox": "image",
+                                   "ghcr.io/drdrill-fixtures/charts/hello": "chart"},
+              "images_from_mirror": 1, "charts_from_mirror": 1, "pull_span_s": 4.0}
     egress = summary("mirror", mirror, blocked_lookups(parse_dns_log(DNS_LOG), pods_by_ip(PODS)),
                      refused_packets={"node-1": 7})
     report = _report(egress)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["egress"]["policy"] == "mirror"
-    assert data["egress"]["reached"][0]["repository"] == "ghcr.io/drdrill-fixtures/busybox"
+    assert [(x["what"], x["repository"]) for x in data["egress"]["reached"]] == [
+        ("image", "ghcr.io/drdrill-fixtures/busybox"),
+        ("chart", "ghcr.io/drdrill-fixtures/charts/hello")]
     assert any(b["pod"] == "external-dns-5c7f-abcde" and b["host"] == "api.cloudflare.com"
                for b in data["egress"]["blocked"])
     assert [w["pod"] for w in data["egress"]["writers_blocked"]] == [
@@ -116,7 +122,7 @@ def test_report_sections_name_the_pod_and_host_in_json_markdown_and_html():
     md = render_markdown(report)
     assert "### What this recovery tried to reach" in md and "### External writers blocked" in md
     assert "`network/external-dns-5c7f-abcde`" in md and "`api.cloudflare.com`" in md
-    assert "2.5 MB pulled" in md
+    assert "1 images and 1 charts from the mirror, 2.5 MB pulled over 4 s" in md
     html = render_html(report)
     assert 'id="egress"' in html and "External writers blocked" in html
     assert "<code>network/external-dns-5c7f-abcde</code>" in html
