@@ -128,3 +128,32 @@ def test_report_sections_name_the_pod_and_host_in_json_markdown_and_html():
     assert "<code>network/external-dns-5c7f-abcde</code>" in html
     assert "<code>api.cloudflare.com</code>" in html
     assert "What this recovery tried to reach" not in render_markdown(_report({}))
+
+
+def test_registries_policy_pieces():
+    from pathlib import Path
+
+    from harness.mirror.egress import proxy_blocked
+    from harness.mirror.nodes import containerd_proxy_dropin
+    from harness.mirror.proxy import allowed_hosts, refusals, tinyproxy_config
+
+    assert allowed_hosts(["ghcr.io", "docker.io", "example.org:5000"]) == [
+        "auth.docker.io", "docker.io", "example.org", "ghcr.io",
+        "pkg-containers.githubusercontent.com", "production.cloudflare.docker.com",
+        "registry-1.docker.io"]
+    conf, rules = tinyproxy_config(listen="172.18.0.1", port=3128, hosts=["ghcr.io"],
+                                   filter_file=Path("/w/allow"), log_file=Path("/w/log"),
+                                   clients=["172.18.0.0/16"])
+    assert "FilterDefaultDeny Yes" in conf and "Listen 172.18.0.1" in conf
+    assert "Allow 172.18.0.0/16" in conf and rules == "^ghcr\\.io$\n"
+    log = ['CONNECT   Dec 06 04:24:48.345 [1]: Connect (file descriptor 5): 172.18.0.3',
+           'CONNECT   Dec 06 04:24:48.345 [1]: Request (file descriptor 5): CONNECT quay.io:443',
+           'NOTICE    Dec 06 04:24:48.345 [1]: Proxying refused on filtered domain "quay.io"',
+           'NOTICE    Dec 06 04:24:49.345 [1]: Proxying refused on filtered domain "quay.io"']
+    assert refusals(log) == [{"host": "quay.io", "client": "172.18.0.3"}] * 2
+    [entry] = proxy_blocked({"refused": refusals(log)})
+    assert entry["owner"] == "node 172.18.0.3 (containerd)" and entry["attempts"] == 2
+    assert entry["via"] == "proxy" and entry["host"] == "quay.io"
+    dropin = containerd_proxy_dropin("http://172.18.0.1:3128", no_proxy=["172.18.0.1"])
+    assert dropin.startswith("# drdrill") and "[Service]" in dropin
+    assert '"HTTPS_PROXY=http://172.18.0.1:3128"' in dropin and '"NO_PROXY=172.18.0.1"' in dropin
