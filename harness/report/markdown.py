@@ -342,7 +342,8 @@ def _external(r: DrillReport) -> str:
 
 def _pulled(mirror: Mapping[str, Any]) -> str:
     span = mirror.get("pull_span_s")
-    return (f"{mirror.get('repositories_pulled', 0)} repositories, "
+    return (f"{mirror.get('images_from_mirror', 0)} images and "
+            f"{mirror.get('charts_from_mirror', 0)} charts from the mirror, "
             f"{int(mirror.get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
             + (f" over {float(span):.0f} s" if span is not None else ""))
 

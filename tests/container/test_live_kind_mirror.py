@@ -9,26 +9,20 @@ nodes reach nothing else and the drill's DNS answers outside names itself.
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-import yaml
 
 from harness.config import Config
 from harness.mirror import open_mirror
-from harness.mirror.artifacts import package_chart, push_chart, push_docker_archive
 from harness.mirror.prefetch import Upstreams, prefetch
-from harness.mirror.server import MirrorRegistry
 from harness.mirror.wants import collect
 from harness.runner import DrillOptions, new_run_id, run_drill
-from harness.tools import MIRROR_TOOLS, ensure_tools
+from harness.tools import ensure_tools
 from tests.conftest import FIXTURE_REPOS
 from tests.container import labhost as lh
 from tests.container.test_live_kind_k3d import _drill, clean_host  # noqa: F401 (a fixture)
@@ -36,72 +30,14 @@ from tests.container.test_live_kind_k3d import _drill, clean_host  # noqa: F401 
 pytestmark = [pytest.mark.container, pytest.mark.kind, pytest.mark.slow]
 
 
-class _Charts(http.server.BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _busybox_archive(tmp: Path) -> Path:
-    """Debian's busybox-static from the node rootfs (built with the node image) as an image."""
-    from harness.images.kind_node import NODE_ROOTFS, Component, write_component
-    from harness.images.rootfs import debootstrap_rootfs
-
-    images = Config.from_env().cache_dir / "images"
-    rootfs = debootstrap_rootfs(NODE_ROOTFS, images, images / "logs" / "kind-node.log")
-    comp = Component("drdrill-fixtures/busybox:1.36", "busybox", path="bin/busybox", packages=())
-    return write_component(comp, rootfs / "bin/busybox", rootfs, tmp / "busybox.tar",
-                           tmp / "work")
-
-
-def _greeter(tmp: Path) -> bytes:
-    src = FIXTURE_REPOS / "kind-mirror" / "charts" / "hello"
-    dest = tmp / "greeter"
-    for f in src.rglob("*"):
-        if f.is_file():
-            out = dest / f.relative_to(src)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(f.read_bytes())
-    meta = yaml.safe_load((dest / "Chart.yaml").read_text())
-    meta.update(name="greeter", version="1.2.4")
-    (dest / "Chart.yaml").write_text(yaml.safe_dump(meta))
-    return package_chart(dest)
-
-
 @pytest.fixture(scope="module")
 def upstreams(tmp_path_factory) -> Iterator[Upstreams]:
     """The stand-in internet: a registry for ghcr.io and docker.io, an https chart repo."""
-    tmp = tmp_path_factory.mktemp("standin")
-    binary = ensure_tools(Config.from_env(), MIRROR_TOOLS)["registry"].path
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Charts)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with MirrorRegistry(binary, tmp / "storage", tmp / "work",
-                            f"standin-{uuid.uuid4().hex[:6]}") as standin:
-            up = standin.client()
-            archive = _busybox_archive(tmp)
-            push_docker_archive(up, archive, "drdrill-fixtures/busybox", "1.36")
-            push_docker_archive(up, archive, "drdrillfixtures/web", "2.0")
-            push_chart(up, "drdrill-fixtures/charts",
-                       package_chart(FIXTURE_REPOS / "kind-mirror" / "charts" / "hello"))
-            _Charts.files = {
-                "/stable/index.yaml": yaml.safe_dump({"apiVersion": "v1", "entries": {
-                    "greeter": [{"name": "greeter", "version": "1.2.4",
-                                 "urls": ["greeter-1.2.4.tgz"]}]}}).encode(),
-                "/stable/greeter-1.2.4.tgz": _greeter(tmp)}
-            yield Upstreams({"ghcr.io": standin.url, "docker.io": standin.url,
-                             "charts.drdrill-fixtures.example":
-                                 f"http://127.0.0.1:{server.server_address[1]}"})
-    finally:
-        server.shutdown()
-        server.server_close()
+    from harness.mirror.bench import kind_mirror_upstream
+
+    with kind_mirror_upstream(Config.from_env(), FIXTURE_REPOS / "kind-mirror",
+                              tmp_path_factory.mktemp("upstream")) as upstream:
+        yield upstream.upstreams
 
 
 def _prefetch(repo: Path, upstreams: Upstreams) -> list[dict[str, Any]]:
@@ -141,6 +77,8 @@ def test_offline_kind_drill_pulls_everything_from_the_mirror(fixture_repo, tmp_p
                       "ghcr.io/drdrill-fixtures/charts/hello",
                       "charts.drdrill-fixtures.example/stable/greeter"}, egress["reached"]
     assert egress["mirror"]["missing"] == [], egress["mirror"]
+    assert egress["mirror"]["images_from_mirror"] == 2, egress["mirror"]
+    assert egress["mirror"]["charts_from_mirror"] == 2, egress["mirror"]
     writer = [b for b in egress["blocked"] if b["host"] == "api.cloudflare.com"]
     assert writer and writer[0]["namespace"] == "web" \
         and writer[0]["pod"].startswith("external-dns-"), egress["blocked"]
