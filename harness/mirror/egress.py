@@ -155,10 +155,25 @@ def reached(mirror: Mapping[str, Any], git_url: str | None = None) -> list[dict[
     return out
 
 
+def proxy_blocked(proxy: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Hosts the `registries` proxy refused a node's containerd, one entry per (node, host)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in proxy.get("refused") or []:
+        key = (str(r.get("client", "")), str(r.get("host", "")))
+        if key in seen:
+            seen[key]["attempts"] += 1
+            continue
+        seen[key] = {"namespace": "", "pod": "", "owner": f"node {key[0]} (containerd)",
+                     "host": key[1], "via": "proxy", "refused_by": "allow-list proxy",
+                     "attempts": 1, "writer": None}
+    return list(seen.values())
+
+
 def summary(policy: str, mirror: Mapping[str, Any], blocked: list[dict[str, Any]], *,
             refused_packets: Mapping[str, int] | None = None,
             git_url: str | None = None) -> dict[str, Any]:
     """report.json's `egress`: policy, reached, blocked, writers (the blocked that write)."""
+    blocked = [*blocked, *proxy_blocked(mirror.get("proxy") or {})]
     return {"policy": policy, "reached": reached(mirror, git_url), "blocked": blocked,
             "writers_blocked": [b for b in blocked if b.get("writer")],
             "refused_packets": dict(refused_packets or {}),
