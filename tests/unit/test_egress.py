@@ -157,3 +157,36 @@ def test_registries_policy_pieces():
     dropin = containerd_proxy_dropin("http://172.18.0.1:3128", no_proxy=["172.18.0.1"])
     assert dropin.startswith("# drdrill") and "[Service]" in dropin
     assert '"HTTPS_PROXY=http://172.18.0.1:3128"' in dropin and '"NO_PROXY=172.18.0.1"' in dropin
+
+
+def test_the_run_reports_the_last_rounds_egress_and_redirects_once():
+    from types import SimpleNamespace
+
+    from harness.gitops.inputs import Obj
+    from harness.runner import _egress, _mirror_redirects
+
+    s = SimpleNamespace(provider_rounds={
+        1: {"egress": {"policy": "mirror", "blocked": [{"host": "a"}], "reached": []}},
+        2: {"egress": {"policy": "mirror", "blocked": [], "reached": [{"what": "image"}]}},
+        3: {"cluster": "no egress record"}})
+    out = _egress(s)
+    assert out["blocked"] == [] and out["reached"] == [{"what": "image"}]
+    assert out["rounds"] == {"round1": {"blocked": 1, "reached": 0},
+                             "round2": {"blocked": 0, "reached": 1}}
+    assert _egress(SimpleNamespace(provider_rounds={})) == {}
+
+    repo = Obj({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+                "metadata": {"name": "charts", "namespace": "flux-system"},
+                "spec": {"url": "https://charts.example.org"}}, "flux-system",
+               "Kustomization/flux-system/flux-system", "clusters/dev/repos.yaml")
+    s = SimpleNamespace(model=SimpleNamespace(rendered=(repo,)), mirror_changes=[],
+                        provider=SimpleNamespace(mirror_address="172.18.0.1:5000"))
+    [patch] = _mirror_redirects(s)
+    assert patch["target"]["kind"] == "HelmRepository"
+    s.provider.mirror_address = "172.18.0.1:6000"  # round 2: another port, the same source
+    _mirror_redirects(s)
+    assert s.mirror_changes == ["HelmRepository/flux-system/charts: https://charts.example.org "
+                                "-> oci://172.18.0.1:5000/charts.example.org (the drill's "
+                                "registry mirror)"]
+    s.provider = SimpleNamespace()  # embedded: no mirror, no patches
+    assert _mirror_redirects(s) == ()
