@@ -514,8 +514,8 @@ def _collect(s: RunState, rnd: int) -> None:
     if s.provider is None:
         return
     try:
-        s.diagnostics.update(collect_diagnostics(s.provider, s.api, s.report_dir,
-                                                 f"round{rnd}"))
+        s.diagnostics.update(collect_diagnostics(
+            s.provider, s.api, s.report_dir, f"round{rnd}", s.workdir / "dumps" / f"round{rnd}"))
     except Exception as exc:  # noqa: BLE001 - a failed dump must never hide the real error
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
 

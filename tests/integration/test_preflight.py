@@ -271,3 +271,27 @@ def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustom
     assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
     assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
                                                  for d in model.external_dependencies}
+
+
+def test_preflight_and_inventory_output_is_redacted(tmp_path, kustomize):
+    """A Git URL with a token in it (a deploy token pasted into a GitRepository) must not reach
+    a PR comment or a CI log: text, --markdown and --json of both commands are redacted."""
+    import os
+    import subprocess
+
+    from tests.conftest import FIXTURE_REPOS, GIT_ENV, git_commit_tree
+
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    repo = tmp_path / "leaky"
+    git_commit_tree([FIXTURE_REPOS / "unreachable-remote"], repo)
+    remote = repo / "clusters" / "dev" / "remote.yaml"
+    remote.write_text(remote.read_text().replace(
+        "http://127.0.0.1:9/upstream.git", f"https://deploy:{token}@github.com/example/fleet"))
+    subprocess.run(["git", "-C", str(repo), "commit", "-qam", "token"], check=True,
+                   env={**os.environ, **GIT_ENV})
+    for command in ("preflight", "inventory"):
+        for fmt in ((), ("--markdown",), ("--json",)):
+            res = cli(command, "--repo", repo, "--cluster", "clusters/dev", *fmt)
+            assert "github.com/example/fleet" in res.stdout, (command, fmt, res.stdout)
+            assert token not in res.stdout + res.stderr, (command, fmt)
+            assert "[REDACTED]" in res.stdout, (command, fmt, res.stdout)
