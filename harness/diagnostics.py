@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -69,5 +70,6 @@ def collect_diagnostics(provider: ClusterProvider, api: Any, report_dir: Path,
             log.warning("diagnostics: copying log %s failed: %s", f.name, exc)
         finally:
             if ours:
-                f.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    f.unlink(missing_ok=True)
     return {k: str(v.relative_to(report_dir)) for k, v in written.items()}
