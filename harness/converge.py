@@ -335,11 +335,16 @@ class Converger:
         elif tracked.fail_key != key:
             tracked.failing_since, tracked.fail_key, tracked.fail_state = now, key, state
         if state.failed:
-            raise ObjectFailed(ref, state.reason, self.diagnose(tracked, state))
+            raise self._failed(ref, state.reason, self.diagnose(tracked, state))
         if _no_crd(state.message) in NEVER_SERVED:  # no CRD will ever come: fail at once
-            raise ObjectFailed(ref, state.reason, self.diagnose(tracked, state))
+            raise self._failed(ref, state.reason, self.diagnose(tracked, state))
         if state.ready:
             tracked.ready_after_s = now
+            if self.on_progress is not None:
+                # One line per object in a CI log, beside the (throttled) summary.
+                done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
+                self.on_progress(f"ready: {ref} after {now:.1f}s "
+                                 f"({done}/{len(self._all_refs())})")
             if self.on_change is not None:
                 done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
                 self.on_change(done, len(self._all_refs()), tracked)
@@ -381,8 +386,14 @@ class Converger:
         for t in self.objects.values():
             if t.ready_after_s is None and t.failing_since is not None and \
                     t.fail_state is not None and now - t.failing_since >= self.stuck_after_s:
-                raise ObjectFailed(t.ref, t.fail_state.reason, self.diagnose(
+                raise self._failed(t.ref, t.fail_state.reason, self.diagnose(
                     t, t.fail_state, held_s=now - t.failing_since))
+
+    def _failed(self, ref: str, reason: str, why: str) -> ObjectFailed:
+        """The error for an object that failed, said on the progress line first."""
+        if self.on_progress is not None:
+            self.on_progress(f"failed: {ref}: {reason}: {_first_line(why)}")
+        return ObjectFailed(ref, reason, why)
 
     def check_pods(self) -> None:
         """Read the pods' causes; under the `mirror` egress policy a failed pull is final."""

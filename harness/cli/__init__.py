@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
+from harness.cli.progress import Progress
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
 from harness.report.redact import redact
 
 if TYPE_CHECKING:
     from harness.report.model import DrillReport
-
-
-class Progress:
-    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise.
-    Every line goes through the one redaction step."""
-
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.t0 = time.monotonic()
-        self._status = False
-
-    def __call__(self, line: str) -> None:
-        line = redact(line)
-        stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
-        if self.tty and line.startswith(("converge:", "build:", "go:")):
-            self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
-            self._status = True
-        else:
-            if self._status:
-                self.stream.write("\n")
-                self._status = False
-            self.stream.write(f"{stamp} {line}\n")
-        self.stream.flush()
-
-    def phase(self, event: str, record: object) -> None:
-        kind, _, name = event.partition(":")
-        if kind == "start":
-            self(f"phase {name} ...")
-        elif record is not None:
-            rec = record  # PhaseRecord
-            self(f"phase {name} (round {getattr(rec, 'round', '?')}): "
-                 f"{getattr(rec, 'outcome', '?')} in {getattr(rec, 'duration_s', 0):.1f}s")
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,28 +56,51 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.core.recorder import Drill
+    from harness.drill import DrillOptions, new_run_id, open_run
     from harness.flux import FluxSettings
     from harness.providers.lab import provider_options_from_args
-    from harness.runner import DrillOptions, run_drill
 
     config = Config.from_env(tools_dir=args.tools_dir)
+    progress = Progress()
+    drill = Drill(new_run_id())
+    drill.listeners.append(progress.phase)
     opts = DrillOptions(
         repo=args.repo, cluster=args.cluster, scenario=args.scenario, provider=args.provider,
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
         nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
         config=config, provider_options=provider_options_from_args(args),
-        scenario_options=dict(args.scenario_option))
-    progress = Progress()
-    from harness.core.recorder import Drill
-    from harness.runner import new_run_id
+        scenario_options=dict(args.scenario_option), run_id=drill.run_id)
+    with open_run(opts, progress=progress, drill=drill) as run:
+        run.execute()
+    _quietly(progress.close)
+    if run.report_error is not None:
+        _say_safely(f"drdrill: error: {redact(str(run.report_error))}", sys.stderr)
+    elif run.report is not None:
+        summary = io.StringIO()
+        print_summary(run.report, run.plan.report_dir, summary)
+        _say_safely(summary.getvalue(), sys.stdout, end="")
+    return run.exit_code
 
-    drill = Drill(new_run_id())
-    drill.listeners.append(progress.phase)
-    opts = replace(opts, run_id=drill.run_id)
-    report, report_dir = run_drill(opts, progress=progress, drill=drill)
-    print_summary(report, report_dir)
-    return 0 if report.verdict == "passed" else (1 if report.verdict == "failed" else 2)
+
+def _say_safely(text: str, stream: TextIO, *, end: str = "\n") -> None:
+    """The last words of a drill: its report is written, so a closed console costs nothing."""
+
+    def say() -> None:
+        stream.write(text + end)
+        stream.flush()
+
+    _quietly(say)
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    from harness.core.engine import silence_closed_streams
+
+    try:
+        write()
+    except OSError:
+        silence_closed_streams()
 
 
 def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdout) -> None:
@@ -209,10 +199,14 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from harness.cli.init import add_init_command, version
+
+    parser.add_argument("--version", action="version", version=f"drdrill {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     from harness.cli.preflight import add_preflight_commands
 
     add_preflight_commands(sub)
+    add_init_command(sub)
     if light:
         return parser
     _add_drill(sub)
@@ -268,10 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except HarnessError as exc:
-        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
+        _say_safely(f"drdrill: error: {redact(str(exc))}", sys.stderr)
         return 2
-    except (KeyboardInterrupt, DrillInterrupted):
-        print("drdrill: interrupted", file=sys.stderr)
+    except DrillInterrupted as exc:
+        _say_safely(f"drdrill: {exc}", sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say_safely("drdrill: interrupted", sys.stderr)
         return 130
 
 

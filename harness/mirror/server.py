@@ -31,7 +31,7 @@ START_TIMEOUT_S = 20.0
 
 def mirror_dir(config: Config) -> Path:
     """Where the mirror keeps its content across runs."""
-    return config.cache_dir / "mirror"
+    return config.mirror_dir or config.cache_dir / "mirror"
 
 
 def host_platform() -> str:
@@ -161,6 +161,17 @@ class PullStats:
     """repository:reference asked for and not there (404)."""
     first_at: str | None
     last_at: str | None
+
+    @property
+    def span_s(self) -> float | None:
+        """Seconds from the first pull to the last (the access log's one-second stamps)."""
+        if not self.first_at or not self.last_at:
+            return None
+        from datetime import datetime
+
+        fmt = "%d/%b/%Y:%H:%M:%S %z"
+        return (datetime.strptime(self.last_at, fmt)
+                - datetime.strptime(self.first_at, fmt)).total_seconds()
 
 
 _ACCESS = re.compile(r'"(GET|HEAD) /v2/(?P<repo>.+?)/(?P<what>manifests|blobs)/(?P<ref>[^ ?"]+)'

@@ -5,11 +5,12 @@ Every other module of `harness.tools` reads pins from here; nothing else parses 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -57,6 +58,27 @@ FLUX_CRDS_DIR = "flux-crds"
 
 
 @dataclass(frozen=True)
+class ReleaseSpec:
+    """Where the official release publishes the binary, and the checksum file that vouches for
+    it. `{version}`, `{os}` and `{arch}` are filled in; `member` is the binary's path inside an
+    archive (none: the download is the binary)."""
+
+    url: str
+    checksums: str
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The official OCI image that carries the binary at `path`; `digest` pins its index (or
+    manifest) when given."""
+
+    ref: str
+    path: str
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     """One pinned binary, as `harness/tools.toml` describes it."""
 
@@ -70,6 +92,8 @@ class ToolSpec:
     expect_regex: str | None
     version_from: Literal["output", "buildinfo"]
     ldflags: tuple[str, ...]
+    release: ReleaseSpec | None = None
+    image: ImageSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +183,8 @@ class Manifest:
     flux_crds: tuple[CrdSource, ...]
     flux_release: str = ""
     """The one Flux release whose controllers are pinned together, e.g. "v2.9.2"."""
+    npm: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Node packages drdrill runs: name -> pinned version."""
 
     def family_tools(self, family: str) -> tuple[ToolSpec, ...]:
         return tuple(t for t in self.tools.values() if t.family == family)
@@ -234,7 +260,11 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
                 version_args=_strs(raw["version_args"], f"tools.{name}.version_args"),
                 version_regex=raw.get("version_regex"), expect_regex=raw.get("expect_regex"),
                 version_from=version_from,
-                ldflags=_strs(raw.get("ldflags", []), f"tools.{name}.ldflags"))
+                ldflags=_strs(raw.get("ldflags", []), f"tools.{name}.ldflags"),
+                release=ReleaseSpec(str(raw["release"]["url"]), str(raw["release"]["checksums"]),
+                                    raw["release"].get("member")) if "release" in raw else None,
+                image=ImageSpec(str(raw["image"]["ref"]), str(raw["image"]["path"]),
+                                raw["image"].get("digest")) if "image" in raw else None)
         except KeyError as exc:
             raise ManifestInvalid(f"tools.toml: tools.{name} lacks {exc.args[0]!r}") from exc
         if spec.family not in families:
@@ -249,12 +279,19 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
     crds = data.get("flux_crds", {})
     sources = tuple(CrdSource(str(s["module"]), str(s["version"]), str(s["dir"]))
                     for s in crds.get("sources", []))
+    npm = {str(k): str(v) for k, v in data.get("npm", {}).items()}
     return Manifest(MappingProxyType(tools), MappingProxyType(families),
                     str(crds.get("version", "")), sources,
-                    str(data.get("flux", {}).get("release", "")))
+                    str(data.get("flux", {}).get("release", "")), MappingProxyType(npm))
 
 
 _MANIFEST: Manifest | None = None
+
+
+def pins_digest() -> str:
+    """16 hex digits of the manifest's sha256: a cache key that changes with any pin."""
+    text = resources.files("harness").joinpath("tools.toml").read_bytes()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def load_manifest() -> Manifest:
