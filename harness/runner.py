@@ -44,6 +44,7 @@ from harness.errors import (
     ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
 from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
@@ -66,6 +67,8 @@ from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
     HELM_TOOLS,
+    IMAGE_TOOLS,
+    NOTIFICATION_TOOLS,
     WATCHER_TOOLS,
     ResolvedTool,
     ensure_tools,
@@ -170,7 +173,11 @@ class RunState:
 
     @property
     def flux_settings(self) -> FluxSettings:
-        return replace(self.opts.flux, **self.scenario.flux_overrides)
+        """The drill's choices (profile, options, the scenario's flags) over the repo's own."""
+        base = self.opts.flux.with_repo(self.model.flux) if self.model else self.opts.flux
+        if base.profile is None:
+            base = replace(base, profile=self.opts.config.flux_profile)
+        return replace(base, **self.scenario.flux_overrides)
 
     def option(self, key: str) -> Any:
         """A scenario option: the user's `--scenario-option`, else the scenario's default."""
@@ -263,9 +270,10 @@ def preflight(s: RunState, rnd: int) -> None:
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
     extra: tuple[str, ...] = ()
     if FLUX_TOOLS[0] in provider_tools:
-        # Host-process Flux: helm-controller and source-watcher only for repos that need them.
-        extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
-                 *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+        # The other controllers of the release only for repos whose kinds need them.
+        needed = s.model.controllers()
+        extra = tuple(t for t in (*HELM_TOOLS, *WATCHER_TOOLS, *NOTIFICATION_TOOLS, *IMAGE_TOOLS)
+                      if t in needed)
     if WATCHER_TOOLS[0] in extra:
         try:
             s.tools.update(ensure_tools(s.opts.config, WATCHER_TOOLS, progress=s.progress))
@@ -342,8 +350,12 @@ def bootstrap(s: RunState, rnd: int) -> None:
 
 
 def converge(s: RunState, rnd: int) -> None:
-    assert s.model is not None
-    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher)
+    assert s.model is not None and s.git is not None
+    needed = s.model.controllers()
+    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher,
+                          notification="notification-controller" in needed,
+                          image=bool({"image-reflector-controller",
+                                      "image-automation-controller"} & set(needed)))
     watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
@@ -363,7 +375,10 @@ def converge(s: RunState, rnd: int) -> None:
                           start=s.drill.round_start(rnd),
                           revision_free=revision_free, on_progress=on_progress,
                           sync_sources=frozenset(s.model.sync_sources),
-                          webhooks=dict(s.model.webhooks))
+                          webhooks=dict(s.model.webhooks),
+                          webhooks_unrunnable=s.opts.provider == "embedded",
+                          own_urls=tuple({s.git.url, s.provider.git_url(s.git.url) if isinstance(
+                              s.provider, SupportsGitAccess) else s.git.url}))
     # Registered before the run: a failed or interrupted converge still reports every object.
     s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
@@ -531,9 +546,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
         "tool_sources": {n: t.source for n, t in s.tools.items()},
-        "flux": s.flux.describe() if s.flux else {
-            "requeue_dependency": s.opts.flux.requeue_dependency,
-            "concurrent": s.opts.flux.concurrent},
+        "flux": s.flux.describe() if s.flux else describe_settings(
+            s.flux_settings, [c for c in FLUX_ALL if c in s.tools]),
         "provider": s.provider_rounds[max(s.provider_rounds)] if s.provider_rounds else {},
         "provider_rounds": {f"round{r}": d for r, d in sorted(s.provider_rounds.items())},
         "first_build_ttr_s": d.time_to_ready(round=1),

@@ -19,10 +19,12 @@ from typing import Any
 from harness.bench import genrepo, stats
 from harness.command import Command, run
 from harness.errors import CommandError
-from harness.flux import FluxSettings
 from harness.gc import run_processes
+from harness.gitops.flux_config import FAST_REQUEUE
 
 SECTIONS = ("peers", "latency", "scaling", "profiles", "parallel")
+BENCH_FLUX = {"requeue_dependency": FAST_REQUEUE, "concurrent": 6}
+"""The benchmark's drill tuning (`--flux-profile fast` and a little more concurrency)."""
 FLUX_DEFAULTS = {"requeue_dependency": "30s", "concurrent": 4}
 """kustomize-controller's own defaults (--requeue-dependency=30s, --concurrent=4)."""
 BUSY = ("go", "compile", "link", "asm", "cgo", "etcd", "kube-apiserver", "pytest", "kwok",
@@ -113,8 +115,8 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
         args.append("--helm")
     settings = flux or {}
     args += ["--requeue-dependency", str(settings.get("requeue_dependency",
-                                                      FluxSettings.requeue_dependency)),
-             "--concurrent", str(settings.get("concurrent", FluxSettings.concurrent))]
+                                                      BENCH_FLUX["requeue_dependency"])),
+             "--concurrent", str(settings.get("concurrent", BENCH_FLUX["concurrent"]))]
     return _child("harness.bench.one", args, opts.out_dir / f"{name}.json", opts.extra_env,
                   opts.timeout_s + 300)
 
@@ -128,7 +130,7 @@ def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
         genrepo.write_repo(repo, plan)
     row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True,
                  helm=plan.helmreleases > 0)
-    requeue = str((flux or {}).get("requeue_dependency", FluxSettings.requeue_dependency))
+    requeue = str((flux or {}).get("requeue_dependency", BENCH_FLUX["requeue_dependency"]))
     # wait: true hops pay kustomize-controller's 5 s health poll only for objects that are not
     # Current at its first, immediate poll; the generated ConfigMaps always are.
     floor = stats.chain_floor(plan.depth, requeue=requeue, health_poll_s=5.0, wait=False)

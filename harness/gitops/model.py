@@ -21,7 +21,7 @@ from harness.errors import (
     RepoError,
     UnknownDependencyError,
 )
-from harness.gitops import bootstrap, inputs, yamlgo
+from harness.gitops import bootstrap, flux_config, inputs, yamlgo
 from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
 from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
@@ -96,6 +96,14 @@ class RepoModel:
     """Refs of the sources that are the repo under test (the drill's own, and aliases)."""
     rendered: tuple[Obj, ...] = field(default=(), repr=False, compare=False)
     """Every object the walk rendered, with the Kustomization that applies it."""
+    flux: flux_config.FluxSettings = field(default_factory=flux_config.FluxSettings)
+    """The repo's own Flux settings (flux-system patches, FluxInstance, extra components)."""
+
+    def controllers(self) -> tuple[str, ...]:
+        """The Flux controllers this repo's kinds need (each kind's row in the kinds table)."""
+        needed = {k.controller for o in self.rendered if (k := spec_of(o.doc)) is not None}
+        needed |= {k.controller for o in self.objects if (k := o.kind_spec) is not None}
+        return tuple(sorted(needed))
 
     @property
     def uses_helm(self) -> bool:
@@ -450,6 +458,12 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
     for ref, chart in chart_of.items():  # webhooks a chart installs: named after the chart
         if chart in inputs.WEBHOOK_CHARTS:
             webhooks.setdefault(chart, f"{ref} (chart {chart})")
+    first_of: dict[str, str] = {}
+    for o in walk.rendered:
+        if spec_of(o.doc) is not None:
+            first_of.setdefault(o.kind, f"{o.ref} ({o.file})")
+    flux = flux_config.read(top, every_file, here, kustomize=kustomize, instances=instances,
+                            kinds=first_of)
     model = RepoModel(top, _rel(top, cluster_dir), tuple(walk.objects.values()),
                       tuple(manual), frozenset(walk.produced), tuple(sync.patches),
                       tuple(sync.changes), tuple(dict.fromkeys(walk.notes)),
@@ -457,7 +471,7 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                       len(walk.rendered), frozenset(
                           {f"GitRepository/{FLUX_NAMESPACE}/{SYNC_NAME}",
                            *(f"GitRepository/{ns}/{n}" for ns, n in walk.aliases)}),
-                      tuple(walk.rendered))
+                      tuple(walk.rendered), flux)
     if not collect:
         model.raise_for_problems()
     return model

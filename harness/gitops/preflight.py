@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.errors import ConfigError, RepoError
 from harness.gitops.bootstrap import discover_cluster_paths
+from harness.gitops.flux_config import ALL_COMPONENTS
 from harness.gitops.inputs import SuppliedInputs, load_inputs, missing_inputs, with_supplied
 from harness.gitops.kinds import SOURCE_WATCHER
 from harness.gitops.model import Problem, RepoModel, analyze
@@ -92,7 +93,17 @@ def preflight_data(model: RepoModel, supplied: SuppliedInputs, *, inputs_given: 
         "embedded_limits": [limit.to_dict() for limit in model.limits],
         "local_changes": list(model.local_changes),
         "notes": list(model.notes),
+        "flux_settings": flux_settings_data(model),
     }
+
+
+def flux_settings_data(model: RepoModel) -> dict[str, Any]:
+    """The repo's Flux as a drill runs it (profile `repo`): components, and each setting of
+    each controller the repo's kinds need with where it came from."""
+    flux = model.flux
+    controllers = [c for c in ALL_COMPONENTS if c in model.controllers()]
+    return {"components": list(flux.components), "components_source": flux.components_source,
+            "settings": flux.describe(controllers), "notes": list(flux.notes)}
 
 
 def exit_code(data: dict[str, Any]) -> int:
@@ -148,6 +159,19 @@ def render_text(data: dict[str, Any], *, inventory: bool = False) -> str:
                 out.append(f"  fix: {p['fix']}")
         for c in data.get("local_changes") or []:
             out.append(f"drill runs locally: {c}")
+        flux = data.get("flux_settings") or {}
+        if flux.get("settings"):
+            out.append(f"Flux settings (components: {flux['components_source']}):")
+            out.extend(f"  {s['controller']:<27} {s['arg']}  ({s['source']})"
+                       for s in flux["settings"] if s["origin"] != "flux-default")
+            defaults = sorted({s["controller"] for s in flux["settings"]
+                               if s["origin"] == "flux-default"})
+            if defaults:
+                out.append("  Flux's defaults otherwise (" + ", ".join(
+                    s["arg"] for s in flux["settings"]
+                    if s["origin"] == "flux-default" and s["controller"] == defaults[0]) +
+                    f" for {defaults[0]}, …)")
+            out.extend(f"  note: {n}" for n in flux.get("notes") or [])
         for n in data.get("notes") or []:
             out.append(f"note: {n}")
     return "\n".join(out) + "\n"

@@ -71,12 +71,14 @@ def test_sourceignore_rules(tmp_path):
 
 def test_one_kinds_table_drives_converge():
     served = {k.kind for k in kinds.KINDS if k.runnable}
-    watched = {w.kind for w in watched_kinds(helm=True, watcher=True)}
+    watched = {w.kind for w in watched_kinds(helm=True, watcher=True, notification=True,
+                                             image=True)}
     assert watched == served
     assert {w.kind for w in SOURCE_KINDS} >= {"GitRepository", "OCIRepository", "HelmRepository",
                                               "HelmChart", "Bucket"}
     assert {w.kind for w in WATCHER_KINDS} == {"ExternalArtifact", "ArtifactGenerator"}
-    assert {"FluxInstance", "ResourceSet", "ResourceSetInputProvider", "Alert"} <= NEVER_SERVED
+    assert {"FluxInstance", "ResourceSet", "ResourceSetInputProvider"} <= NEVER_SERVED
+    assert not {"Alert", "Provider", "Receiver", "ImagePolicy"} & NEVER_SERVED
     assert kinds.lookup("helm.toolkit.fluxcd.io/v2beta1", "HelmRelease") is \
         kinds.by_kind("HelmRelease")
     for k in kinds.KINDS:
