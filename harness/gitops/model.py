@@ -21,7 +21,7 @@ from harness.errors import (
     RepoError,
     UnknownDependencyError,
 )
-from harness.gitops import bootstrap, flux_config, inputs, yamlgo
+from harness.gitops import apiversions, bootstrap, flux_config, inputs, yamlgo
 from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
 from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
@@ -441,6 +441,11 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                                                                      errors="replace"))]
     _check_dependencies(walk)
     _check_kinds(walk)
+    for f in apiversions.check((o.doc, o.file, o.ref) for o in walk.rendered):
+        if f.severity == "invalid":
+            walk.problem(RepoError(f.message, file=f.file, obj=f.obj, fix=f.fix))
+        else:
+            walk.notes.append(f"warning: {f.message} ({f.file}); {f.fix}")
     sync = bootstrap.local_run(walk.root_docs, [d for _, d in instances] +
                                [o.doc for o in walk.rendered if o.kind == "FluxInstance"],
                                walk.aliases)
