@@ -34,6 +34,8 @@ def tests(session: nox.Session) -> None:
     _install(session)
     # Build or reuse the pinned binaries once, before xdist workers race for them.
     session.run("drdrill", "tools", "ensure")
+    # The registry mirror's tests run two registries (mirror and a stand-in upstream).
+    session.run("drdrill", "tools", "ensure", "--only", "registry")
     # The live kind/k3d drills have their own sessions (drill-kind, drill-k3d).
     args = session.posargs or ["-n", "2", "-m", "not kind and not k3d", "tests", "scenarios"]
     session.run("pytest", *args)
@@ -122,8 +124,9 @@ LIVE_TESTS = str(Path("tests", "container", "test_live_kind_k3d.py"))
 FLUX_ONLY = ("--only", "source-controller", "kustomize-controller", "kustomize")
 KIND_TOOLS = ("kind", "kubelet", "kubeadm", "kube-proxy", "kubectl", "crictl", "coredns",
               "local-path-provisioner", "etcd", "kube-apiserver", "kube-controller-manager",
-              "kube-scheduler", "helm-controller")
-"""harness.tools.KIND_TOOLS plus helm-controller (the HelmRelease drill): built only here."""
+              "kube-scheduler", "helm-controller", "registry")
+"""harness.tools.KIND_TOOLS plus helm-controller (the HelmRelease drill) and the registry
+mirror: built only here."""
 
 
 @nox.session(name="drill-kind", default=False)

@@ -24,6 +24,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.errors import DrillEnvironmentError, NotConverged, ObjectFailed
 from harness.gitops.kinds import KINDS, KindSpec, by_kind
+from harness.podcauses import PodCause, refused
+from harness.podcauses import summary as pod_summary
 from harness.report.model import CriticalHop
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,11 @@ NEVER_SERVED = frozenset(k.kind for k in KINDS if not k.runnable)
 # Ready=False reasons Flux shows while it retries: they neither start nor end a failure.
 RETRYING_REASONS = frozenset({"Progressing", "ProgressingWithRetry", "Reconciling"})
 STUCK_AFTER_S = 30.0
+HOUSEKEEPING_S = 0.5
+POD_PROBE_S = 5.0
+"""How often pods are asked why they are not ready (one list call)."""
+"""How often, at most, the stuck check and the progress summary (both O(objects)) run while
+events stream in: per event they made a 500-Kustomization converge quadratic."""
 """A Ready=False reason and message unchanged this long (several of Flux's retries, with only
 its "Progressing" in between) fail the drill with a diagnosis."""
 
@@ -231,7 +238,13 @@ class Converger:
     own_urls: tuple[str, ...] = ()
     """URLs of the drill's own Git server: a failure to reach them is not a remote's."""
     """Admission webhook name -> what installs it (from preflight), for diagnoses."""
+    pod_probe: Callable[[], list[PodCause]] | None = None
+    """Why pods are not ready (pulls, crash loops, scheduling); None where pods are simulated."""
+    egress_policy: str | None = None
+    """`mirror`: a failed image pull cannot heal (nothing but the mirror is reachable), so it
+    fails the drill as broken at once."""
     objects: dict[str, Tracked] = field(default_factory=dict)
+    pod_causes: list[PodCause] = field(default_factory=list)
 
     def run(self, *, timeout_s: float) -> ConvergeResult:
         start = self.start if self.start is not None else self.clock()
@@ -243,14 +256,16 @@ class Converger:
                                     name=f"watch-{k.plural}", daemon=True) for k in self.kinds]
         for t in threads:
             t.start()
-        last_summary, last_at = "", 0.0
+        last_summary, last_at, last_check = "", 0.0, -HOUSEKEEPING_S
+        last_pods = -POD_PROBE_S
         try:
             while True:
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     raise NotConverged(
-                        f"not converged at {self.revision} within {timeout_s:.0f}s",
-                        self._pending())
+                        f"not converged at {self.revision} within {timeout_s:.0f}s"
+                        + (f"; pods: {pod_summary(self.pod_causes)}" if self.pod_causes
+                           else ""), self._pending())
                 try:
                     item = events.get(timeout=min(remaining, 1.0))
                 except queue.Empty:
@@ -260,13 +275,21 @@ class Converger:
                 now = self.clock() - start
                 if item is not None:
                     kind, etype, obj = item
-                    self._fold(kind, etype, obj, now)
-                    if self._done():
+                    # Only an object turning ready (or going away) can complete convergence:
+                    # the O(objects) check runs on those events, not on each of thousands.
+                    if self._fold(kind, etype, obj, now) and self._done():
                         return ConvergeResult(dict(self.objects), self.clock() - start)
+                if now - last_check < HOUSEKEEPING_S:
+                    continue  # a burst of events: stuck checks and the summary can wait
+                last_check = now
                 self.check_stuck(now)
+                if self.pod_probe is not None and now - last_pods >= POD_PROBE_S:
+                    last_pods = now
+                    self.check_pods()
+                if self.on_progress is None:
+                    continue
                 summary = self.summary()
-                if self.on_progress is not None and (summary != last_summary or
-                                                     now - last_at >= 3.0):
+                if summary != last_summary or now - last_at >= 3.0:
                     last_summary, last_at = summary, now
                     self.on_progress(summary)
         finally:
@@ -275,7 +298,9 @@ class Converger:
             stop.set()
 
     # -- folding -----------------------------------------------------------------------------
-    def _fold(self, kind: WatchedKind, etype: str, obj: dict[str, Any], now: float) -> None:
+    def _fold(self, kind: WatchedKind, etype: str, obj: dict[str, Any], now: float) -> bool:
+        """Fold one watch event in; True if it made an object ready or removed one (the
+        only events after which convergence can be complete)."""
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         ref = f"{kind.kind}/{ns}/{name}"
@@ -283,7 +308,8 @@ class Converger:
             tracked = self.objects.get(ref)
             if tracked is not None and tracked.ready_after_s is None:
                 self.objects.pop(ref)
-            return
+                return True
+            return False
         spec = obj.get("spec") or {}
         tracked = self.objects.get(ref)
         if tracked is None:
@@ -301,7 +327,7 @@ class Converger:
         url = spec.get("url") or spec.get("endpoint")
         tracked.url = str(url) if url else None
         if tracked.ready_after_s is not None:
-            return
+            return False
         state = readiness(obj, kind.kind, revision=self.revision,
                           expect_revision=self._expects_revision(ref, kind.kind, tracked))
         tracked.last = state
@@ -329,6 +355,8 @@ class Converger:
             if self.on_change is not None:
                 done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
                 self.on_change(done, len(self._all_refs()), tracked)
+            return True
+        return False
 
     def _expects_revision(self, ref: str, kind: str, tracked: Tracked) -> bool:
         if ref in self.revision_free:
@@ -410,6 +438,19 @@ class Converger:
                         "mirror it; a real recovery needs it reachable")
         return None
 
+    def check_pods(self) -> None:
+        """Read the pods' causes; under the `mirror` egress policy a failed pull is final."""
+        assert self.pod_probe is not None
+        try:
+            self.pod_causes = self.pod_probe()
+        except Exception as exc:  # noqa: BLE001 - a probe must not end the watch
+            log.debug("pod probe failed: %s", exc)
+            return
+        if self.egress_policy == "mirror":
+            pull = next((c for c in self.pod_causes if c.is_pull), None)
+            if pull is not None:
+                raise refused(pull, self.egress_policy)
+
     def diagnose(self, t: Tracked, state: Readiness, *, held_s: float | None = None) -> str:
         """Flux's message plus what it means for a drill: the URL a source could not fetch,
         the kind that has no CRD, the webhook nobody answers for."""
@@ -454,7 +495,8 @@ class Converger:
         more = len(pending) + len(unseen) - len(shown)
         return (f"converge: {done}/{len(refs)} ready" +
                 (f"; waiting on {', '.join(shown)}" if shown else "") +
-                (f" and {more} more" if more > 0 else ""))
+                (f" and {more} more" if more > 0 else "") +
+                (f"; pods: {pod_summary(self.pod_causes)}" if self.pod_causes else ""))
 
     def _all_refs(self) -> set[str]:
         return set(self.objects) | self.expected

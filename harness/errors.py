@@ -32,6 +32,13 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   ├── SSHError                     a lab host cannot be reached or refuses the login
     │   │   └── HostKeyError             a host presented a key the inventory does not trust
     │   └── DockerUnavailable            kind/k3d: no docker CLI or no engine answering
+    ├── MirrorError                      the drill's registry mirror or an upstream registry
+    │   ├── RegistryUnreachable          no answer (connection refused, DNS, TLS, timeout)
+    │   ├── RegistryAuthError            401/403: the registry wants credentials drdrill lacks
+    │   ├── RegistryRateLimited          429: the registry's pull limit (Retry-After kept)
+    │   ├── ArtifactNotFound             404: no such image, chart, tag or blob
+    │   └── PullRefused                  a pod's image is neither in the mirror nor allowed by
+    │                                    the egress policy (pod, image and policy named)
     ├── GitServerError
     ├── DrillEnvironmentError            a Flux object failed for a cause in the drill itself: a
     │                                    controller, flag or feature gate not provided, a remote
@@ -188,6 +195,50 @@ class ProcessExitedError(ProviderError):
             f"{name} exited with {returncode} (log: {log})\n    "
             + "\n    ".join(log_tail.strip().splitlines()[-12:])
         )
+
+
+class MirrorError(HarnessError):
+    """The drill's registry mirror, or a registry it copies from, failed."""
+
+    def __init__(self, message: str, *, url: str = "", status: int | None = None,
+                 fix: str | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message, fix=fix)
+
+
+class RegistryUnreachable(MirrorError):
+    """A registry did not answer at all (refused, DNS, TLS, timeout)."""
+
+
+class RegistryAuthError(MirrorError):
+    """A registry answered 401/403: the content needs credentials drdrill was not given."""
+
+
+class RegistryRateLimited(MirrorError):
+    """A registry answered 429: its pull limit is reached (`retry_after_s` when it says)."""
+
+    retry_after_s: float | None = None
+
+
+class ArtifactNotFound(MirrorError):
+    """A registry answered 404 for a manifest, tag, blob or chart version."""
+
+
+class PullRefused(MirrorError):
+    """A pod's image could not be pulled under the drill's egress policy (not in the mirror,
+    no way out): the drill's environment, not the repo, so the verdict is *broken*."""
+
+    def __init__(self, *, namespace: str, pod: str, owner: str, image: str, reason: str,
+                 detail: str, policy: str) -> None:
+        self.namespace, self.pod, self.owner = namespace, pod, owner
+        self.image, self.reason, self.policy = image, reason, policy
+        super().__init__(
+            f"pod {namespace}/{pod} ({owner}) cannot pull {image}: {reason} under egress "
+            f"policy {policy!r}, which lets the nodes reach only the drill's registry mirror, "
+            f"and the mirror does not have it" + (f" ({detail})" if detail else ""),
+            fix=f"`drdrill mirror prefetch --repo ...` (online) or `drdrill mirror import "
+                f"--image {image}`, then drill again; or --provider-option egress=open")
 
 
 class GitServerError(HarnessError):

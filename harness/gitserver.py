@@ -36,6 +36,42 @@ class RepoRevision:
     """Top of the Git work tree."""
     sha: str
     branch: str
+    identity: str = ""
+    """Who the repo is wherever it is cloned: its remote (`host/owner/name`) or its folder name
+    (`repo_identity`); trends group runs by it, never by the local path."""
+
+
+def repo_identity(remote_url: str | None, top: Path) -> str:
+    """`github.com/org/fleet` for any spelling of a remote (https, ssh, scp-like; credentials,
+    port and `.git` dropped); the work tree's folder name when the repo has no remote."""
+    url = (remote_url or "").strip()
+    if not url:
+        return top.name
+    if "://" not in url and ":" in url.split("/", 1)[0]:  # scp-like: git@host:org/repo
+        user_host, _, path = url.partition(":")
+        host = user_host.rpartition("@")[2]
+    else:
+        parts = urlsplit(url)
+        if parts.scheme == "file" or not parts.hostname:
+            return Path(parts.path or url).name.removesuffix(".git") or top.name
+        host, path = parts.hostname, parts.path
+    path = path.strip("/").removesuffix(".git").removesuffix("/")
+    return f"{host.lower()}/{path}" if path else host.lower()
+
+
+def _remote_url(git: str, top: str) -> str | None:
+    """origin's URL, else the first remote's; None without remotes."""
+    try:
+        names = run(Command.of(git, "-C", top, "remote")).stdout.split()
+    except CommandError:
+        return None
+    if not names:
+        return None
+    name = "origin" if "origin" in names else names[0]
+    try:
+        return run(Command.of(git, "-C", top, "remote", "get-url", name)).stdout.strip() or None
+    except CommandError:
+        return None
 
 
 def resolve_revision(repo: Path, revision: str = "HEAD") -> RepoRevision:
@@ -59,7 +95,7 @@ def resolve_revision(repo: Path, revision: str = "HEAD") -> RepoRevision:
         raise NotAGitRepoError(f"revision {revision!r} is not a commit in this repository",
                                file=top, fix="commit the manifests first (git commit), or pass "
                                              "--revision an existing commit") from exc
-    return RepoRevision(Path(top), sha, "main")
+    return RepoRevision(Path(top), sha, "main", repo_identity(_remote_url(git, top), Path(top)))
 
 
 def make_bare_copy(rev: RepoRevision, dest: Path) -> Path:

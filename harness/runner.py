@@ -16,6 +16,7 @@ engine calls the hooks by role and knows no scenario by name.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import secrets
@@ -44,6 +45,7 @@ from harness.errors import (
     ToolError,
 )
 from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
@@ -51,6 +53,8 @@ from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
 from harness.gitops.model import RepoModel, analyze
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
+from harness.mirror.nodes import registries_named
+from harness.podcauses import live_pod_causes
 from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
     ClusterProvider,
@@ -59,7 +63,13 @@ from harness.providers import (
     get_provider,
     leftovers,
 )
-from harness.report.model import DrillReport, ObjectRecord, RecoveryFigure, Verdict
+from harness.report.model import (
+    CriticalHop,
+    DrillReport,
+    ObjectRecord,
+    RecoveryFigure,
+    Verdict,
+)
 from harness.report.redact import redact, redacting_logs
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
@@ -299,7 +309,10 @@ def provision(s: RunState, rnd: int) -> None:
         options={"nodes": s.opts.nodes, **s.opts.provider_options,
                  **(s.scenario.provider_options(rnd, {"nodes": s.opts.nodes,
                                                       **s.opts.provider_options})
-                    if s.scenario.provider_options else {})}, keep=s.keep_always)
+                    if s.scenario.provider_options else {}),
+                 **({"mirror_registries": registries_named(s.model.external_dependencies)}
+                    if s.model is not None and getattr(factory, "uses_mirror", False) else {})},
+        keep=s.keep_always)
     provider = factory(ctx)
     s.own_cluster(provider, rnd)
     try:
@@ -378,7 +391,11 @@ def converge(s: RunState, rnd: int) -> None:
                           webhooks=dict(s.model.webhooks),
                           webhooks_unrunnable=s.opts.provider == "embedded",
                           own_urls=tuple({s.git.url, s.provider.git_url(s.git.url) if isinstance(
-                              s.provider, SupportsGitAccess) else s.git.url}))
+                              s.provider, SupportsGitAccess) else s.git.url}),
+                          # kwok's pods are simulated: only real kubelets have causes to name.
+                          pod_probe=(lambda: live_pod_causes(s.api))
+                          if s.opts.provider != "embedded" else None,
+                          egress_policy=getattr(s.provider, "egress", None))
     # Registered before the run: a failed or interrupted converge still reports every object.
     s.converged[rnd] = ConvergeResult(converger.objects, None)
     s.converged[rnd] = converger.run(timeout_s=s.opts.converge_timeout_s)
@@ -542,7 +559,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
                                             message="never appeared in the cluster",
                                             waiting_on="its parent to apply it"))
     last = s.scenario.last_round
-    critical = tuple(s.converged[last].critical_path()) if last in s.converged else ()
+    critical = _split_hops(s, tuple(s.converged[last].critical_path()), last) \
+        if last in s.converged else ()
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
         "tool_sources": {n: t.source for n, t in s.tools.items()},
@@ -560,6 +578,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
     return DrillReport(
         run_id=s.run_id, scenario=s.opts.scenario, provider=s.opts.provider,
         repo=str(s.rev.path if s.rev else s.opts.repo), revision=s.rev.sha if s.rev else "",
+        repo_id=s.rev.identity if s.rev else s.opts.repo.resolve().name,
         verdict=verdict, started_at=d.started_at,
         time_to_ready_s=d.time_to_ready(round=last), rto_target_s=s.opts.rto_s,
         phases=tuple(d.phases), objects=tuple(objects), manual_steps=tuple(d.manual_steps),
@@ -576,6 +595,34 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
     )
+
+
+LOGGED_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+
+
+def _split_hops(s: RunState, hops: tuple[CriticalHop, ...], rnd: int) -> tuple[CriticalHop, ...]:
+    """Each hop with its reconcile split as the controllers logged it (when their logs were
+    collected: host-process controllers). Best effort: a hop the logs do not explain keeps
+    the drill's own figures only."""
+    starts = [p for p in s.drill.phases if p.round == rnd and p.name != "preflight"]
+    if not hops or not starts:
+        return hops
+    lines: list[hops_log.LogLine] = []
+    for name in LOGGED_CONTROLLERS:
+        rel = s.diagnostics.get(f"round{rnd}/logs/{name}")
+        if rel:
+            with contextlib.suppress(OSError):
+                lines += hops_log.parse((s.report_dir / rel).read_text(
+                    encoding="utf-8", errors="replace").splitlines())
+    if not lines:
+        return hops
+    t0 = dt.datetime.fromisoformat(min(starts, key=lambda p: p.offset_s).started_at).timestamp()
+    out = []
+    for i, hop in enumerate(hops):
+        dep = t0 + hops[i - 1].ready_after_s if i and hop.waited_on_dependency_s > 0 else None
+        got = hops_log.split(lines, hop.ref, not_before=t0 - 1.0, dependency_ready=dep)
+        out.append(replace(hop, split=got.to_dict()) if got else hop)
+    return tuple(out)
 
 
 def _figures(s: RunState) -> tuple[RecoveryFigure, ...]:

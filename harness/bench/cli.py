@@ -7,12 +7,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.argtypes import positive_int
 
-QUICK = {"sizes": (10,), "parallel": (1, 2), "poll_samples": 5, "profile_size": 10}
+QUICK = {"sizes": (10,), "parallel": (1, 2), "poll_samples": 5}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -26,15 +27,27 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _choices(what: str, allowed: Iterable[str], text: str) -> tuple[str, ...]:
+    """A comma-separated subset of `allowed`, or the argparse error naming the unknown ones."""
+    options = tuple(allowed)
+    picked = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in picked if s not in options]
+    if unknown or not picked:
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or text!r}; "
+                                         f"choose from {', '.join(options)}")
+    return picked
+
+
 def _sections(text: str) -> tuple[str, ...]:
     from harness.bench.run import SECTIONS
 
-    picked = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in picked if s not in SECTIONS]
-    if unknown or not picked:
-        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or text!r}; "
-                                         f"choose from {', '.join(SECTIONS)}")
-    return picked
+    return _choices("section", SECTIONS, text)
+
+
+def _profiles(text: str) -> tuple[str, ...]:
+    from harness.bench.run import PROFILES
+
+    return _choices("profile", PROFILES, text)
 
 
 def add_bench_command(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
@@ -57,7 +70,11 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
     p.add_argument("--sections", type=_sections, default=SECTIONS,
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     p.add_argument("--sizes", type=_ints,
-                   help="Kustomizations per generated repo (default 10,50,200,500)")
+                   help="Kustomizations per generated repo (default 10,50,100,200,500,1000)")
+    p.add_argument("--profiles", type=_profiles, help="Flux settings of the scaling rows: "
+                   "repo (what the repo configures: Flux's defaults) and/or fast (default both)")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip the Flux-alone run of each scaling row")
     p.add_argument("--parallel", type=_ints, help="drills at once (default 1,2,4)")
     p.add_argument("--transitions", type=positive_int, default=50,
                    help="Ready transitions for the detection latency (default 50)")
@@ -82,14 +99,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     # --quick picks small defaults; what is given explicitly still wins.
     picked: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for key in ("sizes", "parallel"):
+    for key in ("sizes", "parallel", "profiles"):
         if getattr(args, key) is not None:
             picked[key] = getattr(args, key)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out_dir = args.out_dir / stamp
     opts = BenchOptions(repo=args.repo.resolve(), inputs=args.inputs.resolve()
                         if args.inputs else None, out_dir=out_dir, sections=args.sections,
-                        transitions=args.transitions, timeout_s=float(args.timeout), **picked)
+                        baseline=args.baseline, transitions=args.transitions,
+                        timeout_s=float(args.timeout), **picked)
 
     def say(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
@@ -110,13 +128,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def carry_over(result: dict[str, Any], earlier: dict[str, Any]) -> None:
-    """Add `earlier`'s scaling rows for sizes `result` lacks, marked with when they ran."""
-    have = {r.get("size") for r in result.get("scaling") or []}
+    """Add `earlier`'s scaling rows for the (size, profile) pairs `result` lacks, marked with
+    when they ran."""
+    have = {_key(r) for r in result.get("scaling") or []}
     for row in earlier.get("scaling") or []:
-        if row.get("size") not in have:
+        if _key(row) not in have:
             row.setdefault("measured_in", earlier.get("started_at"))
             result.setdefault("scaling", []).append(row)
-    result["scaling"] = sorted(result.get("scaling") or [], key=lambda r: r.get("size") or 0)
+    result["scaling"] = sorted(result.get("scaling") or [], key=_key)
+
+
+def _key(row: dict[str, Any]) -> tuple[int, str]:
+    return (row.get("size") or 0, str(row.get("profile") or ""))
 
 
 def main(argv: list[str] | None = None) -> int:

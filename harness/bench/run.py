@@ -22,11 +22,13 @@ from harness.errors import CommandError
 from harness.gc import run_processes
 from harness.gitops.flux_config import FAST_REQUEUE
 
-SECTIONS = ("peers", "latency", "scaling", "profiles", "parallel")
-BENCH_FLUX = {"requeue_dependency": FAST_REQUEUE, "concurrent": 6}
-"""The benchmark's drill tuning (`--flux-profile fast` and a little more concurrency)."""
-FLUX_DEFAULTS = {"requeue_dependency": "30s", "concurrent": 4}
-"""kustomize-controller's own defaults (--requeue-dependency=30s, --concurrent=4)."""
+SECTIONS = ("peers", "latency", "scaling", "parallel")
+PROFILES: dict[str, dict[str, Any]] = {
+    "repo": {"requeue_dependency": "30s", "concurrent": 4},
+    "fast": {"requeue_dependency": FAST_REQUEUE, "concurrent": 6},
+}
+"""repo: what the generated repos configure, i.e. nothing, so kustomize-controller's own
+defaults (--requeue-dependency=30s, --concurrent=4); fast: the drill-tuned settings."""
 BUSY = ("go", "compile", "link", "asm", "cgo", "etcd", "kube-apiserver", "pytest", "kwok",
         "kustomize-contr", "source-control", "helm-controller")
 
@@ -37,11 +39,11 @@ class BenchOptions:
     inputs: Path | None
     out_dir: Path
     sections: tuple[str, ...] = SECTIONS
-    sizes: tuple[int, ...] = (10, 50, 200, 500)
-    max_depth: int = 5
-    helm_every: int = 10
-    """One HelmRelease per this many Kustomizations, at least one (0: none)."""
-    profile_size: int = 10
+    sizes: tuple[int, ...] = (10, 50, 100, 200, 500, 1000)
+    profiles: tuple[str, ...] = ("repo", "fast")
+    max_depth: int = 7
+    baseline: bool = True
+    """Also run Flux alone on each generated repo (harness.bench.alone)."""
     parallel: tuple[int, ...] = (1, 2, 4)
     transitions: int = 50
     poll_samples: int = 10
@@ -115,32 +117,63 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
         args.append("--helm")
     settings = flux or {}
     args += ["--requeue-dependency", str(settings.get("requeue_dependency",
-                                                      BENCH_FLUX["requeue_dependency"])),
-             "--concurrent", str(settings.get("concurrent", BENCH_FLUX["concurrent"]))]
+                                                      PROFILES["fast"]["requeue_dependency"])),
+             "--concurrent", str(settings.get("concurrent", PROFILES["fast"]["concurrent"]))]
     return _child("harness.bench.one", args, opts.out_dir / f"{name}.json", opts.extra_env,
                   opts.timeout_s + 300)
 
 
-def _scaling_row(opts: BenchOptions, size: int, name: str, repos: Path,
-                 flux: dict[str, Any] | None = None) -> dict[str, Any]:
-    helm = max(1, size // opts.helm_every) if opts.helm_every else 0
-    plan = genrepo.Plan(size, opts.max_depth, helm)
-    repo = repos / name
+WAITERS = ("drdrill", "kubectl-wait", "flux-poll")
+"""The waiters that return: each is judged by how many objects it called ready too early."""
+
+
+def _scaling_row(opts: BenchOptions, size: int, profile: str, repos: Path) -> dict[str, Any]:
+    """drdrill's full rebuild and Flux alone on the same generated repo, same settings."""
+    plan = genrepo.Plan(size, opts.max_depth)
+    repo = repos / f"scale-{size}"
     if not repo.exists():
         genrepo.write_repo(repo, plan)
+    flux = PROFILES[profile]
+    name = f"scale-{size}-{profile}"
+    alone: dict[str, Any] | None = None
+    if opts.baseline:
+        # Flux alone first: a cluster left behind by it would slow drdrill's row, not flatter it.
+        alone = _child("harness.bench.alone", [
+            "--repo", str(repo), "--cluster", genrepo.CLUSTER, "--expect",
+            str(plan.flux_objects), "--timeout", str(opts.timeout_s),
+            "--requeue-dependency", str(flux["requeue_dependency"]),
+            "--concurrent", str(flux["concurrent"]), *(["--helm"] if plan.helm else [])],
+            opts.out_dir / f"{name}-alone.json", opts.extra_env, opts.timeout_s + 300)
+        alone["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True,
-                 helm=plan.helmreleases > 0)
-    requeue = str((flux or {}).get("requeue_dependency", BENCH_FLUX["requeue_dependency"]))
-    # wait: true hops pay kustomize-controller's 5 s health poll only for objects that are not
-    # Current at its first, immediate poll; the generated ConfigMaps always are.
-    floor = stats.chain_floor(plan.depth, requeue=requeue, health_poll_s=5.0, wait=False)
-    row.update(size=size, helmreleases=plan.helmreleases, depth=plan.depth,
-               requeue_dependency=requeue, floor_flux_s=floor.flux_s,
-               floor_hops=floor.dependency_hops, floor_waited=floor.waited_hops)
-    if row.get("provision_s") is not None and row.get("bootstrap_s") is not None:
-        row["floor_s"] = round(row["provision_s"] + row["bootstrap_s"] + floor.flux_s, 3)
-        row["ttr_over_floor"] = stats.ratio(row.get("ttr_s"), row["floor_s"])
+                 helm=plan.helm)
+    return scaling_figures(row, alone, size=size, profile=profile, plan=plan)
+
+
+def scaling_figures(row: dict[str, Any], alone: dict[str, Any] | None, *, size: int,
+                    profile: str, plan: genrepo.Plan) -> dict[str, Any]:
+    """The row's headline figures under the names `drdrill bench --json` promises."""
+    pr = row.get("peers") or {}
+    flux_alone = None if alone is None or alone.get("verdict") != "passed" \
+        else alone.get("ttr_s")
+    row.update(
+        size=size, profile=profile, helmreleases=plan.helmreleases, depth=plan.depth,
+        flux_objects=plan.flux_objects,
+        requeue_dependency=PROFILES[profile]["requeue_dependency"],
+        concurrent=PROFILES[profile]["concurrent"],
+        flux_alone=alone, flux_alone_ttr_s=flux_alone,
+        ttr_over_flux_alone=None if row.get("verdict") != "passed" else
+        _round(stats.ratio(row.get("ttr_s"), flux_alone)),
+        objects_early={w: None if (pr.get(w) or {}).get("too_early") is None
+                       else len(pr[w]["too_early"]) for w in WAITERS if w in pr},
+        harness_cpu_pct=row.get("harness_cpu_share_pct"),
+        harness_rss_mib=row.get("harness_peak_rss_mib"),
+        load=[round(x, 2) for x in os.getloadavg()])
     return row
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def _uses_helm(repo: Path) -> bool:
@@ -158,12 +191,12 @@ def _uses_helm(repo: Path) -> bool:
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"schema_version": 1, "started_at": dt.datetime.now(dt.UTC)
+    options = {"sizes": list(opts.sizes), "profiles": list(opts.profiles),
+               "baseline": opts.baseline, "parallel": list(opts.parallel),
+               "transitions": opts.transitions, "sections": list(opts.sections)}
+    result: dict[str, Any] = {"schema_version": 2, "started_at": dt.datetime.now(dt.UTC)
                               .isoformat(timespec="seconds"), "machine": machine(),
-                              "options": {"sizes": list(opts.sizes), "parallel":
-                                          list(opts.parallel), "transitions": opts.transitions,
-                                          "sections": list(opts.sections)},
-                              "activity": {"start": activity()}}
+                              "options": options, "activity": {"start": activity()}}
     t0 = time.monotonic()
     if "peers" in opts.sections:
         say("peers: full rebuild of the sample repo with kubectl wait and the flux CLI")
@@ -182,19 +215,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
         if "scaling" in opts.sections:
             result["scaling"] = []
             for size in opts.sizes:
-                say(f"scaling: {size} Kustomizations")
-                row = _scaling_row(opts, size, f"scale-{size}", repos)
-                row["activity"] = activity()
-                result["scaling"].append(row)
-        if "profiles" in opts.sections:
-            size = opts.profile_size
-            say(f"profiles: {size} Kustomizations with Flux's defaults vs the drill profile")
-            result["profiles"] = {
-                "drill": next((r for r in result.get("scaling", []) if r.get("size") == size),
-                              None) or _scaling_row(opts, size, f"scale-{size}", repos),
-                "flux-defaults": _scaling_row(opts, size, f"defaults-{size}", repos,
-                                              FLUX_DEFAULTS)}
-            result["profiles"]["flux-defaults"]["activity"] = activity()
+                for profile in opts.profiles:
+                    say(f"scaling: {size} Kustomizations, {profile} profile"
+                        + (" (Flux alone, then drdrill)" if opts.baseline else ""))
+                    row = _scaling_row(opts, size, profile, repos)
+                    row["activity"] = activity()
+                    result["scaling"].append(row)
     if "parallel" in opts.sections:
         result["parallel"] = []
         one: float | None = None

@@ -5,9 +5,7 @@ harness.bench.judge's)."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -28,41 +26,6 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
         return {"n": 0, "p50": None, "p95": None, "max": None}
     return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
             "max": max(values)}
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration like "2s", "1m30s", "500ms" in seconds."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise ValueError(f"{text!r} is not a duration like 2s, 1m30s or 500ms")
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-@dataclass(frozen=True)
-class Floor:
-    """What Flux itself makes the longest dependency chain wait, at the least of its poll."""
-
-    dependency_hops: int
-    """dependsOn edges on the longest chain; each may wait one --requeue-dependency."""
-    waited_hops: int
-    """Kustomizations with wait: true on it; each may wait one health-check poll."""
-    requeue_s: float
-    health_poll_s: float
-
-    @property
-    def flux_s(self) -> float:
-        return self.dependency_hops * self.requeue_s + self.waited_hops * self.health_poll_s
-
-
-def chain_floor(depth: int, *, requeue: str, health_poll_s: float, wait: bool) -> Floor:
-    """The floor of a chain of `depth` Kustomizations where each depends on the one before."""
-    if depth < 1:
-        raise ValueError(f"a dependency chain has at least one Kustomization, got {depth}")
-    return Floor(depth - 1, depth if wait else 0, parse_duration(requeue), health_poll_s)
 
 
 SAME_EVENT_S = 0.25

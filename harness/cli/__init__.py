@@ -234,6 +234,9 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     from harness.bench.cli import add_bench_command
 
     add_bench_command(sub)
+    from harness.cli.mirror import add_mirror_commands
+
+    add_mirror_commands(sub)
     p = sub.add_parser("gc", help="remove leftovers of runs that were killed (-9)")
     p.add_argument("--older-than", help="only runs older than this (e.g. 1h); also sweeps runs "
                                         "whose owner cannot be checked from here")

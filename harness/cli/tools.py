@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Config
-from harness.tools import ALL_TOOL_NAMES, BENCH_TOOLS, ensure_tools, flux_crds, list_tools
+from harness.tools import ALL_TOOL_NAMES, ON_DEMAND_TOOLS, ensure_tools, flux_crds, list_tools
 
 
 def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
@@ -28,8 +28,7 @@ def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
     ensure.add_argument("--only", nargs="+", action="extend", metavar="NAME",
                         choices=ALL_TOOL_NAMES,
                         help="only these tools (default: all but the kind node's and the "
-                             "benchmark's "
-                             f"{', '.join(BENCH_TOOLS)})")
+                             f"on-demand {', '.join(ON_DEMAND_TOOLS)})")
     ensure.set_defaults(func=cmd_ensure)
 
     listing = sub.add_parser("list", help="show where each pinned binary resolves; never builds")
@@ -68,6 +67,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         for r in rows:
             where = r["path"] or next(iter((r["error"] or "").splitlines()), "") or "-"
             print(f"{r['name']:<{width}}  {r['version']:<9}  {r['source']:<7}  {where}")
-    # The benchmark's own tools are built on demand: missing is not a broken install.
-    return 0 if all(r["source"] != "missing" for r in rows if r["name"] not in BENCH_TOOLS) \
+    # The benchmark's and the CI check's tools are built on demand: missing is not broken.
+    return 0 if all(r["source"] != "missing" for r in rows if r["name"] not in ON_DEMAND_TOOLS) \
         else 1

@@ -585,6 +585,8 @@ class KindProvider(DockerCliProvider):
     name = "kind"
     cli = "kind"
     cluster_label = "io.x-k8s.kind.cluster"
+    uses_mirror = True
+    """The drill passes the registries the repo names (`mirror_registries`)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(ctx)
@@ -593,6 +595,11 @@ class KindProvider(DockerCliProvider):
         self._kind: str | None = None
         self.node_image_tag: str | None = node_image(ctx.options)
         self.timings: dict[str, Any] = {}
+        from harness.mirror.cluster import check_policy
+
+        self.egress = check_policy(str(ctx.options.get("egress", "mirror")))
+        self._mirror: Any = None
+        self._mirror_seen: dict[str, Any] = {}
 
     def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
         return kind_config(self.cluster, ctx.options)
@@ -636,7 +643,21 @@ class KindProvider(DockerCliProvider):
 
     @staticmethod
     def availability(config: Config) -> tuple[bool, str]:
-        return cli_availability("kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO)
+        """Resolved as the drill resolves it (cli_binary): PATH, else the pinned kind from the
+        cache; one that must still be built is named, never built here."""
+        from harness.tools import load_manifest, resolve_existing
+
+        spec = load_manifest().tools["kind"]
+        found = shutil.which("kind")
+        if found is None:
+            pinned = resolve_existing(config, spec)
+            found = str(pinned.path) if pinned is not None else None
+        return cli_availability(
+            "kind", ["version"], parse_kind_version, KIND_NODE_IMAGE_REPO, path=found,
+            missing=f"no kind on PATH and the pinned kind {spec.version} is not built yet "
+                    + ("(the first kind drill, or `drdrill tools ensure --only kind`, builds it "
+                       "from the Go module proxy)" if config.allow_build else
+                       "(and building is turned off: DRDRILL_ALLOW_BUILD)"))
 
     # -- ClusterProvider -------------------------------------------------------------------
     def _create(self) -> None:
@@ -644,6 +665,8 @@ class KindProvider(DockerCliProvider):
         check_docker()
         self._node_image()
         kind, cfg = self._prepare()
+        if self.egress == "mirror":
+            self._use_mirror(cfg)
         started = time.monotonic()
         run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
                                 network=self.network, wait=self.wait),
@@ -658,6 +681,29 @@ class KindProvider(DockerCliProvider):
         self.timings["all_nodes_ready_s"] = round(time.monotonic() - started, 1)
         if self.config.get("networking", {}).get("podSubnet"):  # drdrill's node image
             self._check_egress_locked()
+            if self.egress == "open":
+                self._open_egress()
+
+    def _use_mirror(self, cfg: Path) -> None:
+        """Run the drill's registry mirror on the run network's gateway (the one host address
+        the nodes' egress lock lets through) and point every node's containerd at it; what
+        to write is harness.mirror's business, never this provider's."""
+        from harness.mirror.cluster import ClusterMirror
+
+        self._mirror = ClusterMirror(
+            self.ctx.config, network_gateway(inspect_network(self.network)), self.ctx.run_id,
+            self.workdir / "mirror", tuple(self.ctx.options.get("mirror_registries", ())),
+            self.egress).__enter__()
+        self.config = self._mirror.kind_config(self.config)
+        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def _open_egress(self) -> None:
+        """egress=open: the user accepts that the cluster reaches the world (and pulls from
+        the registries themselves); the lock's chain is emptied, not the node rebuilt."""
+        for node in self.containers(running=True):
+            for tables in ("iptables", "ip6tables"):
+                run(Command.of("docker", "exec", node, tables, "-F", "DRDRILL-EGRESS")
+                    .with_timeout(30))
 
     def _check_egress_locked(self) -> None:
         """Every node of drdrill's image refuses traffic to addresses outside the run (its
@@ -681,6 +727,15 @@ class KindProvider(DockerCliProvider):
             run(Command.of(self.cli_binary(), "load", "image-archive", archive,
                            "--name", self.cluster).with_timeout(600))
 
+    def delete(self) -> None:
+        if self._mirror is not None:  # before the workdir (its access log) goes
+            try:
+                self._mirror_seen = self._mirror.describe()
+            finally:
+                self._mirror.close()
+                self._mirror = None
+        super().delete()
+
     def delete_command(self) -> Command:
         # --kubeconfig: kind would otherwise edit the user's ~/.kube/config
         return Command.of(self._kind or "kind", "delete", "cluster", "--name", self.cluster,
@@ -702,6 +757,8 @@ class KindProvider(DockerCliProvider):
                 "timings": {**self.timings, "flux_images_load_s": self.flux_load_s},
                 "nodes": len(self.config["nodes"]),
                 "flux_images": self.flags.get("images") or flux_images(registry=self.registry),
+                "mirror": self._mirror.describe() if self._mirror is not None
+                else self._mirror_seen or {"policy": self.egress},
                 "flags": {k: v for k, v in self.flags.items() if k != "images"}}
 
 
@@ -709,12 +766,14 @@ class KindProvider(DockerCliProvider):
 # -- shared helpers --------------------------------------------------------------------------
 
 def cli_availability(cli: str, version_args: Sequence[str], parse: Any,
-                     image_repo: str = "") -> tuple[bool, str]:
-    """(ok, why) for `drdrill providers`: the CLI on PATH with its version, Docker, and whether
-    a node image is already in the local Docker (else creating a cluster needs a registry)."""
-    path = shutil.which(cli)
+                     image_repo: str = "", *, path: str | None = None,
+                     missing: str = "") -> tuple[bool, str]:
+    """(ok, why) for `drdrill providers`: the CLI (`path`, default from PATH) with its version,
+    Docker, and whether a node image is already in the local Docker (else creating a cluster
+    needs a registry). `missing` says why no CLI was found."""
+    path = path or shutil.which(cli)
     if path is None:
-        return False, f"the {cli} CLI is not on PATH"
+        return False, missing or f"the {cli} CLI is not on PATH"
     try:
         version = parse(run(Command.of(path, *version_args).with_timeout(20)).stdout)
     except (CommandError, ProviderError) as exc:

@@ -1,5 +1,6 @@
-"""`drdrill report trend`: time-to-ready and manual steps across past drills, with a regression
-check the nightly job can fail on."""
+"""`drdrill report trend` and `report merge`: time-to-ready and manual steps across past drills
+(one history, or many repos, clusters and providers on one fleet page), with a regression check
+the nightly job can fail on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.argtypes import non_negative, positive_int
+from harness.report.fleet import run_merge
 from harness.report.trend import FLOOR_S, MIN_BASELINE, THRESHOLD_PCT, WINDOW, run_trend
 
 TREND_RULE = (
@@ -22,11 +24,21 @@ TREND_RULE = (
 )
 
 
+def _rule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=non_negative, default=THRESHOLD_PCT, metavar="PCT",
+                   help=f"percent over the median that counts (default {THRESHOLD_PCT:g})")
+    p.add_argument("--floor", type=non_negative, default=FLOOR_S, metavar="SECONDS",
+                   help="seconds over the median that count, so tiny runs don't flap "
+                        f"(default {FLOOR_S:g})")
+    p.add_argument("--window", type=positive_int, default=WINDOW, metavar="N",
+                   help=f"how many previous converged runs make the median (default {WINDOW})")
+
+
 def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
-    """Register `report trend` on a CLI's subparsers; the command sets `func(args)`."""
+    """Register `report trend` and `report merge` on a CLI's subparsers; each sets `func`."""
     report: argparse.ArgumentParser = subparsers.add_parser(
-        "report", help="work with drill reports (trends across runs)")
-    sub = report.add_subparsers(dest="report_command", metavar="{trend}", required=True)
+        "report", help="work with drill reports (trends across runs, the fleet page)")
+    sub = report.add_subparsers(dest="report_command", metavar="{trend,merge}", required=True)
     trend = sub.add_parser(
         "trend", help="time-to-ready per phase and manual steps over past runs; flags a "
                       "regression (exit 1)",
@@ -36,15 +48,34 @@ def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse
                        help="folder of run folders holding report.json (default reports)")
     trend.add_argument("--out", type=Path, metavar="DIR",
                        help="where to write trend.svg and trend.md (default: --history)")
-    trend.add_argument("--threshold", type=non_negative, default=THRESHOLD_PCT, metavar="PCT",
-                       help=f"percent over the median that counts (default {THRESHOLD_PCT:g})")
-    trend.add_argument("--floor", type=non_negative, default=FLOOR_S, metavar="SECONDS",
-                       help="seconds over the median that count, so tiny runs don't flap "
-                            f"(default {FLOOR_S:g})")
-    trend.add_argument("--window", type=positive_int, default=WINDOW, metavar="N",
-                       help=f"how many previous converged runs make the median (default {WINDOW})")
+    _rule_options(trend)
     trend.set_defaults(func=cmd_trend)
+    merge = sub.add_parser(
+        "merge", help="one fleet page (HTML, Markdown, JSON) from the reports of many repos, "
+                      "clusters and providers; exit 1 on any regression",
+        description="Read every */report.json under each DIR (CI matrix cells, a kept history; "
+                    "a run found twice counts once) and write fleet.html, fleet.md and "
+                    "fleet.json into --out: per scenario x provider x repo x cluster the latest "
+                    "verdict, time-to-ready against the RTO, manual steps and a trend line, "
+                    "worst first. " + TREND_RULE.replace("the newest run", "each group's "
+                                                         "newest run"))
+    merge.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                       help="folders holding run folders with report.json")
+    merge.add_argument("--out", type=Path, default=Path("fleet-report"), metavar="DIR",
+                       help="where to write fleet.html, fleet.md, fleet.json "
+                            "(default fleet-report)")
+    _rule_options(merge)
+    merge.set_defaults(func=cmd_merge)
     return report
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    return run_merge(args.dirs, args.out, threshold_pct=args.threshold, floor_s=args.floor,
+                     window=args.window, warn=_warn)
 
 
 def cmd_trend(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ def render_html(report: DrillReport) -> str:
     body = "\n".join(s for s in sections if s)
     doc = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-           f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+           f"<title>{esc(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n<body>\n<main>\n"
            f"{body}\n<footer>drdrill report schema {report.schema_version} · run "
            f"<code>{esc(report.run_id)}</code> · generated from <code>report.json</code>"
            f"</footer>\n</main>\n</body>\n</html>\n")
@@ -600,10 +600,11 @@ def _where_the_time_went(r: DrillReport) -> str:
         waited = h.waited_on_dependency_s > 0
         rows.append((_ref(h.ref), esc(fmt_seconds(h.ready_after_s)),
                      esc(fmt_seconds(h.waited_on_dependency_s)), esc(fmt_seconds(h.reconcile_s)),
-                     _split(h, requeue_s if waited else None),
+                     _split(h, requeue_s if waited else None), _logged(h),
                      _bound_by(kind, requeue, waited=waited)))
     parts.append(_table(("Hop", "Ready at", "Waited on dependency", "Reconcile",
-                         "Reconcile split", "Bound by"), rows, "hops"))
+                         "Reconcile split (bound)", "As the controller logged it", "Bound by"),
+                        rows, "hops"))
     return _section("time", "Where the time went", "\n".join(parts))
 
 
@@ -623,6 +624,22 @@ def _split(hop: CriticalHop, requeue_s: float | None) -> str:
         return f"within one requeue interval ({esc(fmt_seconds(requeue_s))})"
     return (f"up to {esc(fmt_seconds(requeue_s))} requeue, at least "
             f"{esc(fmt_seconds(hop.reconcile_s - requeue_s))} apply + health checks")
+
+
+_LOGGED = (("requeue_delay_s", "requeue delay"), ("fetch_build_apply_s", "fetch + build + apply"),
+           ("health_check_s", "health checks"), ("reconcile_s", "whole reconcile"))
+
+
+def _logged(hop: CriticalHop) -> str:
+    """The hop's reconcile as its controller's log tells it (measured, not bounded)."""
+    if not hop.split:
+        return "-"
+    parts = [f"{label} <b>{esc(fmt_seconds(float(v)))}</b>" for key, label in _LOGGED
+             if isinstance((v := hop.split.get(key)), (int, float))]
+    checks = hop.split.get("dependency_checks")
+    if checks:
+        parts.append(f"{checks} dependency check{'s' if checks != 1 else ''} before")
+    return "; ".join(parts) or "-"
 
 
 def _bound_by(kind: str, requeue: object, *, waited: bool) -> str:
@@ -806,7 +823,7 @@ _SVG_DEFS = ('<defs><pattern id="notready" width="6" height="6" patternUnits="us
              '<line x1="0" y1="0" x2="0" y2="6" stroke="#cf222e" stroke-width="2"/></pattern>'
              "</defs>")
 
-_CSS = """
+PAGE_CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d0d7de;--bg:#f6f8fa}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Liberation Sans",

@@ -1,4 +1,6 @@
-"""A short Markdown report for a CI job summary or a PR comment: the headline first, then detail."""
+"""Markdown reports: `render_summary` is report.md, short enough for a CI job summary or a PR
+comment (no relative links: they break there); `render_markdown` is the whole report (Allure
+attaches it)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,67 @@ from harness.report.redact import redact, strip_control
 
 SLOWEST = 5
 _ERROR_IN_CELL = 100
+SUMMARY_ROWS = 5
+"""At most this many failed phases / objects not ready in the summary; the rest are counted."""
+SUMMARY_ERROR_LINES = 8
+
+
+def render_summary(report: DrillReport) -> str:
+    """report.md: verdict, TTR vs RTO, manual steps, what failed, where the full report is."""
+    r = report
+    lines = [f"## drdrill: {code(r.scenario)} on {code(r.provider)}: {verdict_marker(r.verdict)}",
+             "", f"{code(r.repo_id or r.repo)}" + (f" {code(r.cluster)}" if r.cluster else "")
+             + (f" at {code(r.revision[:12])}" if r.revision else "") + f" · run {code(r.run_id)}",
+             ""]
+    ttr = fmt_seconds(r.time_to_ready_s) if r.time_to_ready_s is not None else "not reached"
+    facts = [f"- Time-to-ready: **{ttr}** ({rto_text(r)})"]
+    fig = r.recovery_figure
+    if fig is not None and fig.name != "time_to_rebuild_s":
+        judged = "" if fig.met is None else (", met" if fig.met else ", **not met**")
+        limit = f" (limit {fmt_seconds(fig.limit_s)}{judged})" if fig.limit_s is not None else ""
+        facts.append(f"- **{figure_text(r)}**{limit}")
+    steps = r.recovery_manual_steps
+    auto = list(dict.fromkeys(a.id for a in r.automated_steps))
+    facts.append(f"- **{len(steps)}** manual step{'' if len(steps) == 1 else 's'} in the recovery"
+                 + (": " + ", ".join(code(m.id) for m in steps) if steps else "")
+                 + ("; automated by drdrill: " + ", ".join(code(a) for a in auto) if auto
+                    else ""))
+    lines += facts
+    failed = [p for p in r.phases if p.outcome in ("failed", "broken")]
+    not_ready = [o for o in r.objects if not o.ready and o.round == r.recovery_round] or \
+        [o for o in r.objects if not o.ready]
+    problems: list[str] = []
+    for p in failed[:SUMMARY_ROWS]:
+        problems.append(f"- phase {code(p.name)} (round {p.round}) {p.outcome}"
+                        + (f": {_first_line(p.error)}" if p.error else ""))
+    for o in not_ready[:SUMMARY_ROWS]:
+        why = o.reason or "not ready"
+        problems.append(f"- {code(o.ref)}: {why}"
+                        + (f", {_first_line(o.message)}" if o.message else "")
+                        + (f" (waiting on {o.waiting_on})" if o.waiting_on else ""))
+    unrecovered = [i for f in r.recovery_figures for i in f.items if i.value_s is None]
+    for item in unrecovered[:SUMMARY_ROWS]:
+        problems.append(f"- {code(item.ref)}: not recovered" + (f", {item.note}" if item.note
+                                                               else ""))
+    more = (max(0, len(failed) - SUMMARY_ROWS) + max(0, len(not_ready) - SUMMARY_ROWS)
+            + max(0, len(unrecovered) - SUMMARY_ROWS))
+    if more:
+        problems.append(f"- and {more} more in the full report")
+    problems += [f"- Left behind: {item} (fix: `drdrill gc --run-id {r.run_id}`)"
+                 for item in r.leftovers]
+    if problems:
+        title = ("Not ready when the drill stopped" if not_ready else "What failed")
+        lines += ["", f"### {title}", "", *problems]
+    if r.error:
+        err = r.error.strip().splitlines()
+        shown = err[:SUMMARY_ERROR_LINES] + (["…"] if len(err) > SUMMARY_ERROR_LINES else [])
+        longest = max((len(m) for m in re.findall(r"`{3,}", r.error)), default=2)
+        fence = "`" * (longest + 1)
+        lines += ["", f"{fence}text", *shown, fence]
+    lines += ["", "Full report: `index.html` (timeline, every object, critical path, settings) "
+                  "and `report.json` in the run's report folder"
+                  + (f" `{r.run_id}`" if r.run_id else "") + "."]
+    return redact(strip_control("\n".join(lines) + "\n"))
 
 
 def render_markdown(report: DrillReport) -> str:

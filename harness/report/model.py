@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -108,6 +109,9 @@ class CriticalHop:
     reconcile_s: float
     """Time from its last dependency being ready (or first seen) until it was ready:
     Flux's requeue interval, apply and health checks together."""
+    split: Mapping[str, float | int | None] | None = None
+    """The reconcile as the controller logged it (harness.flux.hops.HopSplit.to_dict):
+    requeue delay, fetch + build + apply, health checks; None where no log said."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,9 @@ class DrillReport:
     automated_steps: tuple[ManualStep, ...] = ()
     """What drdrill itself did that a recovery needs (provide the cluster, install Flux):
     listed, timed, and kept out of the manual-step count."""
+    repo_id: str = ""
+    """The repo wherever it is cloned: its remote (`github.com/org/fleet`) or its folder name.
+    Trends and fleet pages group runs by it; `repo` is the local path of this run."""
 
     @property
     def recovery_figure(self) -> RecoveryFigure | None:

@@ -2,8 +2,10 @@
 run after run, read from the `*/report.json` files a history folder keeps (`reports/` by default).
 
 Regression rule (what `drdrill report trend` exits 1 for):
-    The latest run's time-to-ready (TTR) is compared with the median TTR of the previous runs
-    of the same scenario, provider, repo and cluster, taking the last `window` (default 7) of
+    Runs are grouped by scenario, provider, repo and cluster (the repo by its remote or name,
+    never by the local path, so a CI workspace that moves is the same repo), and every group is
+    checked. A group's latest run's time-to-ready (TTR) is compared with the median TTR of the
+    group's previous runs, taking the last `window` (default 7) of
     those that converged. It is a REGRESSION when the latest TTR is above that median by more
     than `threshold` percent (default 20) AND by more than `floor` seconds (default 5): both,
     so a 3 s repo that takes 4 s does not flap, and a 20 min rebuild that takes 4 s longer is
@@ -50,6 +52,10 @@ MARKDOWN_NAME = "trend.md"
 TTR_PHASES = ("provision", "bootstrap", "converge")
 
 
+Key = tuple[str, str, str, str]
+"""(scenario, provider, repo identity, cluster)."""
+
+
 @dataclass(frozen=True)
 class RunPoint:
     """One drill as the trend sees it."""
@@ -62,11 +68,14 @@ class RunPoint:
     """Seconds per phase of the recovery round (`TTR_PHASES` only)."""
     manual_steps: int
     """Manual steps in the recovery round."""
-    key: tuple[str, str, str, str]
+    key: Key
     """(scenario, provider, repo, cluster): runs with another key are not compared."""
     path: Path
     figure: tuple[str, float | None] | None = None
     """The scenario's headline recovery figure (label, seconds); schema 2 reports only."""
+    rto_s: float | None = None
+    error: str = ""
+    """The first line of the drill's error, if it had one."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,43 @@ class Check:
 @dataclass
 class History:
     points: list[RunPoint] = field(default_factory=list)
+    """Every readable run, oldest first."""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
-    other_keys: int = 0
+
+    def groups(self) -> dict[Key, list[RunPoint]]:
+        """The runs of each scenario/provider/repo/cluster, oldest first."""
+        out: dict[Key, list[RunPoint]] = {}
+        for point in self.points:
+            out.setdefault(point.key, []).append(point)
+        return out
+
+
+@dataclass(frozen=True)
+class GroupTrend:
+    """One scenario/provider/repo/cluster: its runs and the rule applied to each."""
+
+    key: Key
+    points: tuple[RunPoint, ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def latest(self) -> Check:
+        return self.checks[-1]
+
+    @property
+    def regression(self) -> bool:
+        return self.latest.regression
+
+    @property
+    def title(self) -> str:
+        scenario, provider, repo, cluster = self.key
+        return f"{scenario} on {provider}, {repo}" + (f" {cluster}" if cluster else "")
 
 
 # -- reading --------------------------------------------------------------------------------
 
 def load_history(history: Path, *, warn: Callable[[str], None] = lambda _: None) -> History:
-    """Every readable `report.json` below `history`, ordered by `started_at`; the runs of
-    another scenario/provider/repo/cluster than the newest are counted, not kept.
+    """Every readable `report.json` below `history`, ordered by `started_at`.
 
     Unreadable files and other schema versions are skipped with a `warn` line each.
     """
@@ -112,11 +149,18 @@ def load_history(history: Path, *, warn: Callable[[str], None] = lambda _: None)
             out.skipped.append((path, reason))
             warn(f"skipping {path}: {reason}")
     points.sort(key=lambda p: (p.started_at, p.run_id))
-    if points:
-        key = points[-1].key
-        out.points = [p for p in points if p.key == key]
-        out.other_keys = len(points) - len(out.points)
+    out.points = points
     return out
+
+
+def repo_key(data: Mapping[str, object]) -> str:
+    """The repo as trends know it: `repo_id` (its remote or name); for reports written before
+    it existed, the last element of the `repo` path (the folder name), never the whole path."""
+    repo_id = data.get("repo_id")
+    if isinstance(repo_id, str) and repo_id:
+        return repo_id
+    repo = str(data.get("repo") or "").rstrip("/")
+    return repo.rsplit("/", 1)[-1].removesuffix(".git") if repo else ""
 
 
 def parse_report(path: Path) -> RunPoint:
@@ -154,8 +198,10 @@ def parse_report(path: Path) -> RunPoint:
         verdict=str(data.get("verdict", "?")), ttr_s=None if ttr is None else float(ttr),
         phases=phases, manual_steps=len(steps),
         key=(str(data.get("scenario", "")), str(data.get("provider", "")),
-             str(data.get("repo", "")), str(data.get("cluster", ""))),
-        path=path, figure=figure)
+             repo_key(data), str(data.get("cluster", ""))),
+        path=path, figure=figure,
+        rto_s=float(data["rto_target_s"]) if _number(data.get("rto_target_s")) else None,
+        error=next(iter(str(data.get("error") or "").strip().splitlines()), ""))
 
 
 def _number(value: object) -> bool:
@@ -212,18 +258,46 @@ def rule_text(threshold_pct: float = THRESHOLD_PCT, floor_s: float = FLOOR_S,
             f"(at least {MIN_BASELINE} needed).")
 
 
-def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -> str:
-    """The table of runs (newest last) with the verdict of the rule for the newest."""
-    points = history.points
-    shown = list(zip(points, checks, strict=True))[-SHOWN:]
-    latest = checks[-1]
-    lines = ["## drdrill trend", ""]
-    scenario, provider, repo, cluster = points[-1].key
-    lines.append(f"`{scenario}` on `{provider}`, repo `{repo}`"
-                 + (f", cluster `{cluster}`" if cluster else "")
-                 + f": {len(points)} run(s)" + (f", the last {len(shown)} shown"
-                                                if len(shown) < len(points) else ""))
-    lines += ["", f"**{latest.reason}**" if latest.regression else latest.reason, ""]
+def trend_groups(history: History, *, threshold_pct: float = THRESHOLD_PCT,
+                 floor_s: float = FLOOR_S, window: int = WINDOW) -> list[GroupTrend]:
+    """Every group with the rule applied to each of its runs; regressions first, then the
+    group with the newest run first."""
+    out = []
+    for key, points in history.groups().items():
+        checks = tuple(check(points, i, threshold_pct=threshold_pct, floor_s=floor_s,
+                             window=window) for i in range(len(points)))
+        out.append(GroupTrend(key, tuple(points), checks))
+    out.sort(key=lambda g: g.points[-1].started_at, reverse=True)
+    out.sort(key=lambda g: not g.regression)  # stable: newest first within each half
+    return out
+
+
+def render_markdown(history: History, groups: Sequence[GroupTrend], rule: str = "") -> str:
+    """One table of runs (newest last) per group, regressions first."""
+    regressions = sum(g.regression for g in groups)
+    lines = ["## drdrill trend", "",
+             f"{len(history.points)} run(s) in {len(groups)} group(s) (scenario, provider, "
+             f"repo, cluster); " + (f"**{regressions} regression(s)**" if regressions
+                                    else "no regression"), ""]
+    for group in groups:
+        lines += _group_markdown(group)
+    notes = [rule] if rule else []
+    if history.skipped:
+        notes.append(f"{len(history.skipped)} unreadable report(s) skipped.")
+    lines += [" ".join(notes)] if notes else []
+    return redact("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _group_markdown(group: GroupTrend) -> list[str]:
+    points = group.points
+    shown = list(zip(points, group.checks, strict=True))[-SHOWN:]
+    latest = group.latest
+    scenario, provider, repo, cluster = group.key
+    lines = [f"### `{scenario}` on `{provider}`, repo `{repo}`"
+             + (f", cluster `{cluster}`" if cluster else ""), "",
+             f"{len(points)} run(s)" + (f", the last {len(shown)} shown"
+                                       if len(shown) < len(points) else "") + ". "
+             + (f"**{latest.reason}**" if latest.regression else latest.reason), ""]
     label = next((p.figure[0] for p in reversed(points) if p.figure), None)
     header = ["Started (UTC)", "Run", "Verdict", "TTR", *TTR_PHASES, "Manual steps",
               *([label] if label else []), "vs median"]
@@ -242,14 +316,7 @@ def render_markdown(history: History, checks: Sequence[Check], rule: str = "") -
                str(p.manual_steps),
                *([_figure_cell(p)] if label else []), vs]
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    notes = [rule] if rule else []
-    if history.other_keys:
-        notes.append(f"{history.other_keys} run(s) of another scenario, provider, repo or "
-                     "cluster were not compared.")
-    if history.skipped:
-        notes.append(f"{len(history.skipped)} unreadable report(s) skipped.")
-    lines += ["", " ".join(notes)] if notes else []
-    return redact("\n".join(lines) + "\n")
+    return [*lines, ""]
 
 
 def _figure_cell(p: RunPoint) -> str:
@@ -258,12 +325,34 @@ def _figure_cell(p: RunPoint) -> str:
     return fmt_seconds(p.figure[1]) if p.figure[1] is not None else "not reached"
 
 
-def render_svg(history: History, checks: Sequence[Check]) -> str:
+def render_svg(groups: Sequence[GroupTrend]) -> str:
+    """One panel per group, stacked in the order given (regressions first)."""
+    parts: list[str] = []
+    offset = 0.0
+    for group in groups:
+        inner, height = _panel(group)
+        parts.append(f'<g transform="translate(0,{offset:.0f})">{inner}</g>')
+        offset += height
+    title = "drdrill trend: " + "; ".join(g.title for g in groups[:3]) + (
+        f" and {len(groups) - 3} more" if len(groups) > 3 else "")
+    return redact(
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {SVG_WIDTH:.0f} {offset:.0f}" '
+        f'width="{SVG_WIDTH:.0f}" height="{offset:.0f}" role="img"><title>{_esc(title)}</title>'
+        f'<style>{_SVG_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
+        f'{"".join(parts)}</svg>\n')
+
+
+SVG_WIDTH = 1000.0
+CHAR_W = 6.4
+"""Width of one character of the 11 px labels, to keep labels from overlapping."""
+
+
+def _panel(group: GroupTrend) -> tuple[str, float]:
     """TTR per phase of the recovery round as stacked bars (one per run, oldest left), the
     median and limit of the rule for the newest run, and the manual-step count under it."""
-    points = history.points[-SHOWN:]
-    checks = list(checks)[-SHOWN:]
-    width, left, right = 1000.0, 70.0, 130.0
+    points = list(group.points)[-SHOWN:]
+    checks = list(group.checks)[-SHOWN:]
+    width, left, right = SVG_WIDTH, 70.0, 130.0
     top, ttr_h, gap, steps_h, label_h = 84.0, 260.0, 58.0, 90.0, 70.0
     height = top + ttr_h + gap + steps_h + label_h
     plot = width - left - right
@@ -282,9 +371,13 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
     def y(v: float) -> float:
         return base_y - ttr_h * v / extent
 
+    def inside(x: float, chars: int) -> float:
+        """A centred label's x, moved so it stays over the plot (off the side labels)."""
+        half = chars * CHAR_W / 2 + 2
+        return min(max(x, left + half), width - right - half)
+
     out: list[str] = []
-    title = (f"drdrill trend: {points[-1].key[0]} on {points[-1].key[1]}" if points
-             else "drdrill trend")
+    title = group.title
     out.append(f'<text x="{left}" y="22" class="t">{_esc(title)}</text>')
     if latest is not None:
         out.append(f'<text x="{left}" y="44" class="{"bad" if latest.regression else "val"}">'
@@ -306,8 +399,12 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{yv:.1f}" y2="{yv:.1f}" '
                    f'class="grid"/><text x="{left - 6}" y="{yv + 4:.1f}" class="tick" '
                    f'text-anchor="end">{short_seconds(k * step)}</text>')
+    # Value labels only where they fit: every k-th run, the newest always among them.
+    widest = max((len(fmt_seconds(p.ttr_s)) for p in points if p.ttr_s is not None), default=6)
+    label_every = max(1, math.ceil((widest * CHAR_W + 6) / slot))
     for i, (p, c) in enumerate(zip(points, checks, strict=True)):
         x0 = cx(i) - bar / 2
+        labelled = (len(points) - 1 - i) % label_every == 0 or c.regression
         acc = 0.0
         faded = "" if p.ttr_s is not None else ' opacity="0.45"'
         for name in TTR_PHASES:
@@ -319,13 +416,15 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
                            "</rect>")
                 acc += d
         if p.ttr_s is None:
-            out.append(f'<text x="{cx(i):.1f}" y="{y(acc) - 6:.1f}" class="bad" '
-                       f'text-anchor="middle">no TTR</text>')
+            if labelled:
+                out.append(f'<text x="{inside(cx(i), 6):.1f}" y="{y(acc) - 6:.1f}" '
+                           'class="bad" text-anchor="middle">no TTR</text>')
             continue
         out.append(f'<circle cx="{cx(i):.1f}" cy="{y(p.ttr_s):.1f}" r="3.5" class="dot">'
                    f"<title>{_esc(p.run_id)}: {fmt_seconds(p.ttr_s)}</title></circle>")
-        if slot >= 34:
-            out.append(f'<text x="{cx(i):.1f}" y="{y(p.ttr_s) - 8:.1f}" '
+        if labelled:
+            text_x = inside(cx(i), len(fmt_seconds(p.ttr_s)))
+            out.append(f'<text x="{text_x:.1f}" y="{y(p.ttr_s) - 8:.1f}" '
                        f'class="{"bad" if c.regression else "val"}" text-anchor="middle">'
                        f"{fmt_seconds(p.ttr_s)}</text>")
         if c.regression:
@@ -345,12 +444,18 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
     if latest is not None and latest.median_s is not None and latest.limit_s is not None:
         first = next((i for i, p in enumerate(points) if p in latest.baseline), 0)
         xa, xb = cx(first) - slot / 2, width - right
-        for value, cls, text in ((latest.median_s, "median", "median"),
-                                 (latest.limit_s, "limit", "regression above")):
-            out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{y(value):.1f}" '
-                       f'y2="{y(value):.1f}" class="{cls}"/><text x="{xb + 6:.1f}" '
-                       f'y="{y(value) - 2:.1f}" class="{cls}l">{text}</text><text '
-                       f'x="{xb + 6:.1f}" y="{y(value) + 11:.1f}" class="{cls}l">'
+        # Two-line labels beside the lines; when the lines are close, the limit's label goes
+        # above its line and the median's below, so the four lines never overlap.
+        close = y(latest.median_s) - y(latest.limit_s) < 30
+        for value, cls, text, above in ((latest.median_s, "median", "median", False),
+                                        (latest.limit_s, "limit", "regression above", True)):
+            yv = y(value)
+            first_y, second_y = (yv - 2, yv + 11) if not close else (
+                (yv - 15, yv - 3) if above else (yv + 11, yv + 23))
+            out.append(f'<line x1="{xa:.1f}" x2="{xb:.1f}" y1="{yv:.1f}" '
+                       f'y2="{yv:.1f}" class="{cls}"/><text x="{xb + 6:.1f}" '
+                       f'y="{first_y:.1f}" class="{cls}l">{text}</text><text '
+                       f'x="{xb + 6:.1f}" y="{second_y:.1f}" class="{cls}l">'
                        f"{fmt_seconds(value)}</text>")
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{base_y}" y2="{base_y}" '
                f'class="axis"/>')
@@ -374,23 +479,19 @@ def render_svg(history: History, checks: Sequence[Check]) -> str:
     for (a, b), p in zip(pts, points, strict=True):
         out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" class="stepdot"><title>'
                    f"{_esc(p.run_id)}: {p.manual_steps}</title></circle>")
-        if slot >= 24:
+        if slot >= 3 * CHAR_W:
             out.append(f'<text x="{a:.1f}" y="{b - 7:.1f}" class="val" text-anchor="middle">'
                        f"{p.manual_steps}</text>")
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{s_base}" y2="{s_base}" '
                f'class="axis"/>')
     # When each run started, under both panels; thinned so the labels never overlap.
-    every = max(1, math.ceil(60 / slot))
+    every = max(1, math.ceil(64 / slot))
     for i, p in enumerate(points):
         if (len(points) - 1 - i) % every == 0:
             stamp = p.started_at.astimezone(dt.UTC).strftime("%m-%d %H:%M")
             out.append(f'<text transform="translate({cx(i):.1f},{s_base + 14}) rotate(-30)" '
                        f'class="tick" text-anchor="end">{stamp}</text>')
-    return redact(
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" role="img"><title>{_esc(title)}</title>'
-        f'<style>{_SVG_CSS}</style><rect width="100%" height="100%" fill="#fff"/>'
-        f'{"".join(out)}</svg>\n')
+    return "".join(out), height
 
 
 def _esc(text: str) -> str:
@@ -417,8 +518,8 @@ def run_trend(history_dir: Path, out_dir: Path | None = None, *,
               threshold_pct: float = THRESHOLD_PCT, floor_s: float = FLOOR_S,
               window: int = WINDOW, print_out: Callable[[str], None] = print,
               warn: Callable[[str], None] = print) -> int:
-    """Read the history, write `trend.svg` and `trend.md`, print the table; 1 on a regression,
-    2 when there is nothing to read, else 0."""
+    """Read the history, write `trend.svg` and `trend.md`, print the tables; 1 when the latest
+    run of any group is a regression, 2 when there is nothing to read, else 0."""
     if not history_dir.is_dir():
         warn(f"drdrill: no history folder {history_dir} (pass --history DIR)")
         return 2
@@ -426,16 +527,16 @@ def run_trend(history_dir: Path, out_dir: Path | None = None, *,
     if not history.points:
         warn(f"drdrill: no readable */report.json under {history_dir}")
         return 2
-    checks = [check(history.points, i, threshold_pct=threshold_pct, floor_s=floor_s,
-                    window=window) for i in range(len(history.points))]
+    groups = trend_groups(history, threshold_pct=threshold_pct, floor_s=floor_s, window=window)
     out = out_dir or history_dir
-    text = render_markdown(history, checks, rule_text(threshold_pct, floor_s, window))
+    text = render_markdown(history, groups, rule_text(threshold_pct, floor_s, window))
     write_report_file(out / MARKDOWN_NAME, text)
-    svg = write_report_file(out / SVG_NAME, render_svg(history, checks))
+    svg = write_report_file(out / SVG_NAME, render_svg(groups))
     print_out(text.rstrip("\n"))
     print_out(f"\nwrote {out / MARKDOWN_NAME} and {svg}")
-    return 1 if checks[-1].regression else 0
+    return 1 if any(g.regression for g in groups) else 0
 
 
-__all__ = ["Check", "History", "RunPoint", "check", "load_history", "parse_report",
-           "render_markdown", "render_svg", "rule_text", "run_trend"]
+__all__ = ["Check", "GroupTrend", "History", "RunPoint", "check", "load_history",
+           "parse_report", "render_markdown", "render_svg", "repo_key", "rule_text", "run_trend",
+           "trend_groups"]

@@ -17,7 +17,7 @@ from harness.errors import ReportError
 from harness.report.allure import write_allure_results
 from harness.report.html import write_html
 from harness.report.junit import render_junit
-from harness.report.markdown import render_markdown
+from harness.report.markdown import render_summary
 from harness.report.model import DrillReport
 from harness.report.redact import redact_data, report_error, write_report_file
 
@@ -42,7 +42,7 @@ def write_json(report: DrillReport, out_dir: Path) -> Path:
 
 
 def write_markdown(report: DrillReport, out_dir: Path) -> Path:
-    return write_report_file(out_dir / MARKDOWN_NAME, render_markdown(report))
+    return write_report_file(out_dir / MARKDOWN_NAME, render_summary(report))
 
 
 def write_junit(report: DrillReport, out_dir: Path) -> Path:

@@ -30,9 +30,16 @@ KIND_TOOLS: tuple[str, ...] = (
     "kube-scheduler",
 )
 """The kind CLI and what its node image is made of; only the kind provider resolves these."""
+MIRROR_TOOLS: tuple[str, ...] = ("registry",)
+"""The drill's registry mirror (kind drills, `drdrill mirror`); never built for embedded drills."""
 BENCH_TOOLS: tuple[str, ...] = ("flux",)
 """Only the benchmark's peers need these; `tools ensure` builds them only when named."""
-ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS + BENCH_TOOLS))
+CI_TOOLS: tuple[str, ...] = ("actionlint",)
+"""What checks the CI workflows `drdrill init` writes; built only when named."""
+ON_DEMAND_TOOLS: tuple[str, ...] = BENCH_TOOLS + CI_TOOLS
+"""Missing is not a broken install: nothing but their own command needs them."""
+ALL_TOOL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(TOOL_NAMES + KIND_TOOLS + MIRROR_TOOLS
+                                                      + ON_DEMAND_TOOLS))
 EMBEDDED_TOOLS: tuple[str, ...] = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
 )

@@ -39,28 +39,6 @@ def test_summary_of_nothing_says_so() -> None:
     assert stats.summary([1.0, 3.0])["p50"] == 2.0
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("2s", 2.0), ("30s", 30.0), ("1m30s", 90.0), ("500ms", 0.5), ("1h", 3600.0)])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert stats.parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "2", "2 s", "fast", "1m-3s"])
-def test_parse_duration_rejects_what_go_would(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration"):
-        stats.parse_duration(text)
-
-
-def test_chain_floor_counts_requeues_per_dependency_and_polls_per_wait() -> None:
-    floor = stats.chain_floor(5, requeue="2s", health_poll_s=5.0, wait=True)
-    assert (floor.dependency_hops, floor.waited_hops) == (4, 5)
-    assert floor.flux_s == 4 * 2 + 5 * 5
-    assert stats.chain_floor(1, requeue="30s", health_poll_s=5.0, wait=False).flux_s == 0
-    assert stats.chain_floor(3, requeue="30s", health_poll_s=5.0, wait=False).flux_s == 60
-    with pytest.raises(ValueError, match="at least one"):
-        stats.chain_floor(0, requeue="2s", health_poll_s=5.0, wait=True)
-
-
 def _ks(name: str, *, ready: str = "True", rev: str = REV, gen: int = 1,
         observed: int = 1) -> dict[str, object]:
     return {"metadata": {"name": name, "namespace": "flux-system", "generation": gen},
@@ -106,26 +84,43 @@ def test_speedup_and_ratio() -> None:
 
 # --- the repo generator ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("n", "depth", "chains"), [
-    (1, 5, [1]), (10, 5, [1, 2, 3, 4]), (16, 5, [1, 2, 3, 4, 5, 1]), (4, 1, [1, 1, 1, 1])])
-def test_chains_cycle_depths_1_to_max(n: int, depth: int, chains: list[int]) -> None:
-    plan = genrepo.Plan(n, depth)
-    assert plan.chains() == chains
-    assert sum(plan.chains()) == n
-    assert plan.depth == max(chains)
-
-
-def test_generated_kustomizations_depend_on_the_hop_before_them() -> None:
-    docs = genrepo.kustomizations(genrepo.Plan(6, 3))
-    by_name = {d["metadata"]["name"]: d["spec"] for d in docs}  # type: ignore[index]
-    assert list(by_name) == ["c000-0", "c001-0", "c001-1", "c002-0", "c002-1", "c002-2"]
-    assert "dependsOn" not in by_name["c002-0"]
-    assert by_name["c002-2"]["dependsOn"] == [{"name": "c002-1"}]
-    assert all(s["wait"] is True and s["path"] == f"./apps/{n}" for n, s in by_name.items())
-    hrs = genrepo.helmreleases(genrepo.Plan(10, 5, helmreleases=2))
-    assert [h["spec"]["chart"]["spec"]["chart"] for h in hrs] == ["./charts/bench"] * 2
+def test_levels_follow_the_home_lab_mix_and_add_up() -> None:
+    for n in (1, 5, 10, 50, 100, 500, 1000):
+        plan = genrepo.Plan(n)
+        assert sum(plan.levels()) == n and plan.depth == min(7, n)
+        assert plan.flux_objects == 2 * n + 2
+    levels = genrepo.Plan(1000).levels()
+    assert levels[0] / 1000 == pytest.approx(0.49, abs=0.01)
+    assert levels[3] / 1000 == pytest.approx(0.22, abs=0.01)
+    assert genrepo.Plan(4, max_depth=1).levels() == [4]
     with pytest.raises(ValueError, match="cannot generate"):
-        genrepo.Plan(0).chains()
+        genrepo.Plan(0).levels()
+
+
+def test_every_app_is_a_kustomization_with_one_helmrelease_waiting_on_the_spine() -> None:
+    plan = genrepo.Plan(12, max_depth=3)
+    docs = genrepo.kustomizations(plan)
+    by_name = {d["metadata"]["name"]: d["spec"] for d in docs}  # type: ignore[index]
+    assert len(by_name) == 12
+    assert "dependsOn" not in by_name["d1-0000"]
+    assert by_name["d3-0000"]["dependsOn"] == [{"name": "d2-0000"}]
+    assert all(s.get("dependsOn", [{"name": "d1-0000"}])[0]["name"].startswith("d")
+               for s in by_name.values())
+    for name, spec in by_name.items():
+        assert spec["wait"] is True and spec["path"] == f"./apps/{name}"
+        assert spec["postBuild"]["substituteFrom"] == [{"kind": "ConfigMap",
+                                                       "name": genrepo.SETTINGS}]
+    hrs = genrepo.helmreleases(plan)
+    assert len(hrs) == 12
+    assert {h["spec"]["chart"]["spec"]["reconcileStrategy"] for h in hrs} == {"Revision"}
+
+
+def test_the_written_repo_renders_and_commits(tmp_path: Path) -> None:
+    repo = genrepo.write_repo(tmp_path / "r", genrepo.Plan(9))
+    assert (repo / genrepo.CLUSTER / "kustomization.yaml").exists()
+    assert (repo / "charts" / "bench" / "Chart.yaml").exists()
+    assert len(list((repo / "apps").iterdir())) == 9
+    assert (repo / ".git").is_dir()
 
 
 # --- peers' output --------------------------------------------------------------------------
@@ -179,9 +174,12 @@ def _result(**over: object) -> dict[str, object]:
                                      "detection": stats.summary([0.05])}}},
         "latency": {"transitions": 50, "drdrill": stats.summary([0.01] * 50),
                     "flux-poll": stats.summary([1.0] * 5)},
-        "scaling": [{"size": 10, "helmreleases": 1, "depth": 4, "verdict": "passed",
-                     "ttr_s": 30.0, "floor_s": 28.0, "ttr_over_floor": 30 / 28,
-                     "harness_cpu_share_pct": 1.0, "harness_peak_rss_mib": 80.0}],
+        "scaling": [{"size": 10, "profile": "repo", "requeue_dependency": "30s",
+                     "concurrent": 4, "helmreleases": 10, "depth": 7, "verdict": "passed",
+                     "ttr_s": 30.0, "flux_alone_ttr_s": 29.0, "ttr_over_flux_alone": 30 / 29,
+                     "flux_alone": {"verdict": "passed", "load_avg": [0.5, 0.5, 0.5]},
+                     "objects_early": {"drdrill": 0, "kubectl-wait": 3, "flux-poll": 0},
+                     "harness_cpu_pct": 1.0, "harness_rss_mib": 80.0, "load": [0.7, 1, 1]}],
         "parallel": [{"drills": 1, "wall_s": 60.0, "speedup": 1.0, "ttr_s": [20.0],
                       "clashes": 0}],
     }
@@ -198,8 +196,12 @@ def test_targets_are_judged_from_the_numbers() -> None:
     assert "kubectl's answer was wrong" in got["never later than a correct `kubectl wait`"][0]
     assert got['never "ready" before every object is'] == ("0 objects early", True)
     assert got["harness CPU ≤ 2 % of TTR"] == ("1.50 %", True)
-    assert got["TTR ≤ 1.2 x floor at every size"] == ("worst 1.07x", True)
-    assert got["500 Kustomizations: CPU < 10 % of a core, RSS < 300 MiB"] == ("not run", None)
+    assert got["TTR ≤ 1.05 x Flux alone at every size"] == ("worst 1.03x", True)
+    assert got["500 Kustomizations: harness CPU, RSS, last Ready → converged"] == \
+        ("not run", None)
+    assert got["500 Kustomizations converge with Flux's defaults"] == ("not run", None)
+    assert got["drdrill never ready early (independent judge), every row"] == \
+        ("drdrill 0, kubectl-wait 3, flux-poll 0", True)
 
 
 def test_targets_say_missed_honestly() -> None:
@@ -208,22 +210,30 @@ def test_targets_say_missed_honestly() -> None:
     peers = result["peers"]
     peers["peers"]["kubectl-wait"]["too_early"] = []  # type: ignore[index]
     peers["harness_cpu_share_pct"] = 3.0  # type: ignore[index]
-    result["scaling"] = [{"size": 500, "verdict": "passed", "ttr_over_floor": 1.5,
-                          "harness_cpu_share_pct": 12.0, "harness_peak_rss_mib": 350.0}]
+    result["scaling"] = [{"size": 500, "profile": "repo", "verdict": "passed",
+                          "ttr_over_flux_alone": 1.5, "flux_alone_ttr_s": 100.0,
+                          "objects_early": {"drdrill": 1},
+                          "peers": {"drdrill": {"after_last_ready_s": 0.3}},
+                          "harness_cpu_pct": 12.0, "harness_rss_mib": 350.0}]
     got = {t: ok for t, _, ok in table.targets(result)}
     assert got["detection p95 ≤ 100 ms"] is False
     assert got["detection ≥ 10x faster than the flux CLI's poll (p50)"] is False
     assert got["never later than a correct `kubectl wait`"] is False
     assert got["harness CPU ≤ 2 % of TTR"] is False
-    assert got["500 Kustomizations: harness CPU < 10 % of one core"] is False
-    assert got["500 Kustomizations: harness RSS < 300 MiB"] is False
-    assert got["TTR ≤ 1.2 x floor at every size"] is False
+    assert got["500 Kustomizations (repo): harness CPU < 2 % of a core"] is False
+    assert got["500 Kustomizations (repo): harness RSS < 300 MiB"] is False
+    assert got["500 Kustomizations (repo): last Ready event → converged < 100 ms"] is False
+    assert got["500 Kustomizations converge with Flux's defaults"] is True
+    assert got["drdrill never ready early (independent judge), every row"] is False
+    assert got["TTR ≤ 1.05 x Flux alone at every size"] is False
     text = table.render(result)
-    assert text.count("**MISSED**") == 7
-    result["scaling"] = [{"size": 10, "verdict": "passed", "ttr_over_floor": 1.1},
-                         {"size": 500, "verdict": "failed", "ttr_over_floor": None}]
-    (floor,) = [(m, ok) for t, m, ok in table.targets(result) if t.startswith("TTR ≤")]
-    assert floor == ("worst 1.10x; size 500 did not converge", False)
+    assert text.count("**MISSED**") == 9
+    result["scaling"] = [{"size": 10, "profile": "fast", "verdict": "passed",
+                          "ttr_over_flux_alone": 1.01, "flux_alone_ttr_s": 9.0},
+                         {"size": 500, "profile": "repo", "verdict": "failed",
+                          "ttr_over_flux_alone": None, "flux_alone_ttr_s": 300.0}]
+    (ratio,) = [(m, ok) for t, m, ok in table.targets(result) if t.startswith("TTR ≤")]
+    assert ratio == ("worst 1.01x; no ratio for 500/repo", False)
 
 
 def test_render_shows_machine_load_and_every_section() -> None:
@@ -234,7 +244,8 @@ def test_render_shows_machine_load_and_every_section() -> None:
     assert "2 of 4 (apps, x)" in text
     assert "never (a stream)" in text
     assert "drdrill TTR / kubectl-wait TTR: 2.22" in text
-    assert "| 10 | 1 | 4 | passed | 30.00 s |" in text
+    assert "| 10 | repo (30s, 4) | 10 | 7 | passed | 30.00 s | - | 29.00 s | 1.03x | " \
+        "0 / 3 / 0 | 1.00 % | 80 MiB | - | 0.5; 0.7 |" in text
     assert "**Targets**" in text and "| 1 | 60.00 s | 1.00x | 20.00 s | 0 |" in text
     for line in text.splitlines():
         if line.startswith("|"):
@@ -276,10 +287,39 @@ def test_result_is_json_serialisable() -> None:
 def test_carry_over_adds_only_missing_sizes_marked_with_their_run() -> None:
     from harness.bench.cli import carry_over
 
-    now = {"scaling": [{"size": 50, "ttr_s": 1.0}, {"size": 10, "ttr_s": 2.0}]}
+    now = {"scaling": [{"size": 50, "ttr_s": 1.0}, {"size": 10, "ttr_s": 2.0}]}  # no profile
     carry_over(now, {"started_at": "earlier", "scaling": [{"size": 10, "ttr_s": 9.0},
                                                           {"size": 500, "ttr_s": 3.0}]})
     assert [(r["size"], r["ttr_s"]) for r in now["scaling"]] == [(10, 2.0), (50, 1.0),
                                                                  (500, 3.0)]
     assert now["scaling"][2]["measured_in"] == "earlier"
     assert "; earlier run earlier" in table.render({**_result(), "scaling": now["scaling"]})
+
+
+# --- Flux alone -----------------------------------------------------------------------------
+
+def test_flux_alone_syncs_as_flux_bootstrap_would() -> None:
+    import yaml
+
+    from harness.bench.alone import sync_manifest
+    from harness.flux import FluxSettings
+
+    git, root = yaml.safe_load_all(sync_manifest("http://127.0.0.1:1/r.git", "main",
+                                                 "clusters/bench", FluxSettings()))
+    assert (git["kind"], git["spec"]["ref"], git["spec"]["interval"]) == \
+        ("GitRepository", {"branch": "main"}, "1m")
+    assert root["spec"]["path"] == "./clusters/bench" and root["spec"]["prune"] is True
+    assert root["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+
+
+def test_flux_alone_reads_the_event_log_as_it_grows(tmp_path: Path) -> None:
+    from harness.bench.alone import EventLog
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    assert log.read() == []
+    path.write_text('{"t": 1}\n{"t": 2', encoding="utf-8")  # the watcher mid-line
+    assert [e["t"] for e in log.read()] == [1]
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('}\n{"t": 3}\n')
+    assert [e["t"] for e in log.read()] == [1, 2, 3]

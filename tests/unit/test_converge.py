@@ -92,6 +92,18 @@ def test_converger_enumerates_objects_as_they_appear():
     assert c.objects["Kustomization/flux-system/apps"].first_seen_s == 2.0
 
 
+def test_only_an_object_turning_ready_or_going_away_can_complete_convergence():
+    # The run loop checks completion (O(objects)) only after these events.
+    c = Converger(api=None, revision=REV, expected=set())
+    assert not c._fold(KUSTOMIZATIONS, "ADDED", ks("a", ready="False",
+                                                   reason="DependencyNotReady"), 1.0)
+    assert c._fold(KUSTOMIZATIONS, "MODIFIED", ks("a"), 2.0)
+    assert not c._fold(KUSTOMIZATIONS, "MODIFIED", ks("a"), 3.0)  # already done
+    assert not c._fold(KUSTOMIZATIONS, "ADDED", ks("b", ready="False", reason="Progressing"),
+                       4.0)
+    assert c._fold(KUSTOMIZATIONS, "DELETED", ks("b"), 5.0) and c._done()
+
+
 def test_converger_keeps_first_ready_time_when_ready_flips():
     c = Converger(api=None, revision=REV, expected=set())
     fold(c, KUSTOMIZATIONS, ks("a"), 1.0)

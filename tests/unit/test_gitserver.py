@@ -4,11 +4,12 @@ other branches take pushes (image automation), bad repos fail clearly."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from harness.errors import NotAGitRepoError
-from harness.gitserver import GitServer, resolve_revision
+from harness.gitserver import GitServer, repo_identity, resolve_revision
 from tests.conftest import git_commit_tree
 
 pytestmark = pytest.mark.unit
@@ -48,6 +49,28 @@ def test_serves_the_commit_under_test_and_takes_pushes_only_to_other_branches(tm
         assert f"{sha}\trefs/heads/main" in served and "refs/heads/image-updates" in served
         assert server.pushes == 2
     assert not (tmp_path / "srv" / "repo.git").exists()
+
+
+@pytest.mark.parametrize("url", [
+    "https://github.com/org/fleet.git", "https://github.com/org/fleet",
+    "git@github.com:org/fleet.git", "ssh://git@github.com:22/org/fleet.git",
+    "https://x-access-token:ghs_secret@github.com/org/fleet.git",
+    "https://gitlab-ci-token:glcbt-64_secret@GitHub.com/org/fleet/",
+])
+def test_a_remote_in_any_spelling_is_one_identity_without_credentials(url):
+    assert repo_identity(url, Path("/home/runner/work/fleet/fleet")) == "github.com/org/fleet"
+
+
+def test_identity_of_a_repo_without_remote_is_its_name_and_resolve_reads_origin(tmp_path):
+    assert repo_identity(None, Path("/builds/abc/home-ops")) == "home-ops"
+    assert repo_identity("/srv/git/home-ops.git", Path("/x/y")) == "home-ops"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.yaml").write_text("a: 1\n")
+    git_commit_tree([tmp_path / "in"], tmp_path / "ws-1" / "fleet")
+    assert resolve_revision(tmp_path / "ws-1" / "fleet").identity == "fleet"
+    subprocess.run(["git", "-C", str(tmp_path / "ws-1" / "fleet"), "remote", "add", "origin",
+                    "git@example.org:team/fleet.git"], check=True)
+    assert resolve_revision(tmp_path / "ws-1" / "fleet").identity == "example.org/team/fleet"
 
 
 def test_not_a_git_repo_is_named(tmp_path):

@@ -190,14 +190,31 @@ def test_parse_k3d_cluster_list_sample():
 # -- missing CLI, missing Docker, failing CLI ---------------------------------------------
 
 def test_missing_cli_is_named(tmp_path, only_fakes):
+    empty = Config(cache_dir=tmp_path / "cache", allow_build=False)
+    ok, why = kind_mod.KindProvider.availability(empty)
+    assert not ok and why.startswith("no kind on PATH and the pinned kind v") \
+        and "DRDRILL_ALLOW_BUILD" in why
+    ok, why = k3d_mod.K3dProvider.availability(empty)
+    assert not ok and why == "the k3d CLI is not on PATH"
     for cls, cli in ((kind_mod.KindProvider, "kind"), (k3d_mod.K3dProvider, "k3d")):
-        ok, why = cls.availability(Config())
-        assert not ok and why == f"the {cli} CLI is not on PATH"
         provider = cls(ctx(tmp_path))
         with pytest.raises(ProviderError) as err:
             provider.create()
         assert f"the {cli} CLI is not on PATH" in str(err.value)
         assert not (tmp_path / "r1").exists()  # cleaned up after the failed start
+
+
+def test_providers_finds_the_pinned_kind_in_the_cache_as_the_drill_does(tmp_path, only_fakes):
+    """No kind on PATH, but the pinned one in the tools cache: `drdrill providers` finds it
+    (the drill would create with it), and goes on to name what else is missing."""
+    from harness.tools import cache_path, load_manifest
+
+    config = Config(cache_dir=tmp_path / "cache", allow_build=False)
+    spec = load_manifest().tools["kind"]
+    fake_cli(cache_path(config, spec).parent, "kind",
+             f'echo "kind {spec.version} go1.24.2 linux/amd64"')
+    ok, why = kind_mod.KindProvider.availability(config)
+    assert not ok and f"kind {spec.version} found" in why and "docker CLI is not on PATH" in why
 
 
 def test_missing_docker_is_named(tmp_path, only_fakes):
@@ -236,7 +253,9 @@ def test_kind_create_failure_keeps_kinds_output_and_cleans_up(tmp_path, only_fak
   delete) echo "Deleting cluster \\"$4\\" ..." >&2 ;;
   get) cat {RECORDED / 'kind-v0.29.0-get-clusters-none.stderr'} >&2 ;;
 esac""")
-    provider = kind_mod.KindProvider(ctx(tmp_path, workers=1, image="kindest/node:v1.33.1"))
+    # egress=open: no registry mirror (the recorded gateway is no address of this machine).
+    provider = kind_mod.KindProvider(ctx(tmp_path, workers=1, image="kindest/node:v1.33.1",
+                                         egress="open"))
     with pytest.raises(CommandError) as err:
         provider.create()
     e = err.value
@@ -268,7 +287,7 @@ def test_a_failing_kind_delete_raises_and_the_containers_are_named(tmp_path, onl
   delete) echo "ERROR: failed to delete cluster: permission denied" >&2; exit 1 ;;
 esac""")
     monkeypatch.setattr(kind_mod, "wait_nodes_ready", lambda kc, expected, timeout: {})
-    provider = kind_mod.KindProvider(ctx(tmp_path, image="kindest/node:v1.33.1"))
+    provider = kind_mod.KindProvider(ctx(tmp_path, image="kindest/node:v1.33.1", egress="open"))
     provider.create()
     (only_fakes / "NETINSPECT.ps").write_text(f"{provider.cluster}-control-plane\n")
     with pytest.raises(ProviderError) as err:

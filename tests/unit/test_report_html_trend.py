@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -149,6 +150,18 @@ def test_html_shows_verdict_phases_objects_critical_path_and_manual_steps():
     assert "kustomize-controller" in text and "v1.31.1" in text
 
 
+def test_html_shows_each_hop_as_its_controller_logged_it():
+    report = make_report()
+    hops = list(report.critical_path)
+    hops[-1] = replace(hops[-1], split={"dependency_checks": 2, "requeue_delay_s": 14.0,
+                                        "fetch_build_apply_s": 0.4, "health_check_s": 5.0,
+                                        "reconcile_s": 5.4})
+    text = render_html(replace(report, critical_path=tuple(hops)))
+    assert "As the controller logged it" in text
+    assert "requeue delay <b>14.0s</b>; fetch + build + apply <b>0.4s</b>; health checks " \
+        "<b>5.0s</b>; whole reconcile <b>5.4s</b>; 2 dependency checks before" in text
+
+
 def test_html_passed_report_without_rto_or_critical_path():
     text = render_html(make_report(verdict="passed", rto_target_s=None, error=None,
                                    critical_path=(), manual_steps=(), diagnostics={}))
@@ -202,6 +215,30 @@ def test_parse_duration(text, seconds):
                                                (120, "2m"), (150, "2m30s"), (3900, "1h05m")])
 def test_axis_ticks_keep_half_seconds(seconds, text):
     assert short_seconds(seconds) == text
+
+
+# -- report.md, for a CI job summary ------------------------------------------------------
+
+def test_report_md_is_short_with_no_relative_links_and_says_what_failed(tmp_path):
+    flags = {f"--flag-{i}": "x" * 40 for i in range(60)}  # every controller flag: not in it
+    not_ready = tuple(dataclasses.replace(o, ready=False, ready_after_s=None, reason="Failed",
+                                          message=f"kustomize build failed {i}")
+                      for i, o in enumerate(_objects(2) + _objects(2, "apps-2")[3:4]))
+    report = make_report(settings={"flux": {"flags": flags}}, objects=_objects(1) + not_ready,
+                         repo_id="github.com/org/home-ops",
+                         phases=_phases(converge2_outcome="failed"),
+                         leftovers=("process 4242 (etcd)",))
+    md = write_all(report, tmp_path)["markdown"].read_text()
+    assert len(md.encode()) < 2500, len(md.encode())
+    assert not re.search(r"\]\((?!https?://)", md)  # no relative Markdown links
+    assert "--flag-1" not in md
+    assert "**FAILED**" in md and "`github.com/org/home-ops` `clusters/dev`" in md
+    assert "Time-to-ready: **1m 12.0s** (RTO 1m 00.0s, **over by 12.0s**)" in md
+    assert "**2** manual steps in the recovery: `import-age-key`, `deploy-key`" in md
+    assert "phase `converge` (round 2) failed: not converged" in md
+    assert "Failed, kustomize build failed 0" in md and "and 1 more in the full report" in md
+    assert "Left behind: process 4242 (etcd)" in md
+    assert "RTOExceeded" in md and "`index.html`" in md
 
 
 # -- trend ----------------------------------------------------------------------------------
@@ -290,8 +327,79 @@ def test_unreadable_and_foreign_reports_are_skipped_with_a_warning(tmp_path):
     assert "binary/report.json: not UTF-8" in text
     assert "bad-time/report.json: started_at is 5" in text
     md = (history / "trend.md").read_text()
-    assert md.count("| 2024-") == 3
-    assert "1 run(s) of another scenario" in md and "5 unreadable report(s) skipped" in md
+    assert md.count("| 2024-") == 4  # 3 runs of full-rebuild, 1 of controller-killed
+    assert "in 2 group(s)" in md and "5 unreadable report(s) skipped" in md
+
+
+def test_every_group_is_checked_not_only_the_newest(tmp_path):
+    """A newer run of another scenario must not hide a full-rebuild regression (the bug)."""
+    history = _history(tmp_path, [60.0, 61.0, 150.0])
+    newer = make_report(run_id="drift-1", scenario="drift", started_at="2024-06-01T00:00:00Z",
+                        time_to_ready_s=20.0)
+    write_json(newer, history / "drift-1")
+    lines: list[str] = []
+    assert trend.run_trend(history, print_out=lines.append) == 1
+    md = (history / "trend.md").read_text()
+    assert "**1 regression(s)**" in md
+    sections = [line for line in md.splitlines() if line.startswith("### ")]
+    assert sections[0].startswith("### `full-rebuild`")  # the regression comes first
+    assert sections[1].startswith("### `drift`")
+    svg = (history / "trend.svg").read_text()
+    assert svg.count('<g transform="translate(0,') == 2
+
+
+def test_a_repo_is_grouped_by_its_remote_not_its_local_path(tmp_path):
+    """CI workspaces move; the same remote from two checkouts is one trend line."""
+    for i, (path, ttr) in enumerate([("/home/runner/work/a/fleet", 60.0),
+                                     ("/builds/x/fleet", 61.0),
+                                     ("/tmp/ws-3/checkout", 62.0)]):
+        write_json(make_report(run_id=f"r{i}", repo=path, repo_id="github.com/org/fleet",
+                               started_at=f"2024-05-0{i + 1}T03:00:00Z", time_to_ready_s=ttr),
+                   tmp_path / f"r{i}")
+    history = trend.load_history(tmp_path)
+    assert list(history.groups()) == [("full-rebuild", "embedded", "github.com/org/fleet",
+                                       "clusters/dev")]
+    groups = trend.trend_groups(history)
+    assert "vs median 1m 00.5s of the previous 2 run(s)" in groups[0].latest.reason
+    # Reports written before repo_id existed are keyed by the folder name, not the path.
+    assert trend.repo_key({"repo": "/home/runner/work/fleet/fleet/"}) == "fleet"
+    assert trend.repo_key({"repo": "/srv/a/fleet", "repo_id": ""}) == "fleet"
+
+
+def _label_boxes(svg: str) -> list[tuple[float, float, float, float, str]]:
+    """(x0, y0, x1, y1, text) of each unrotated text label, from its anchor and length."""
+    boxes = []
+    for m in re.finditer(r'<text x="([\d.]+)" y="([\d.-]+)" class="[^"]*"'
+                         r'(?: text-anchor="(\w+)")?>([^<]*)</text>', svg):
+        x, y, anchor, text = float(m[1]), float(m[2]), m[3] or "start", m[4]
+        w = len(text) * trend.CHAR_W
+        x0 = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
+        boxes.append((x0, y - 10, x0 + w, y, text))
+    return boxes
+
+
+@pytest.mark.parametrize("ttrs", [
+    [60.0, 60.5, 61.0],
+    [3000.0, 100.0, 100.0, 101.0],            # an outlier: median and limit lines 2 px apart
+    [float(60 + i % 7) for i in range(30)],   # 30 runs: slots narrower than a label
+    [600.0 + i for i in range(12)] + [900.0],  # long labels and a regression box
+])
+def test_trend_chart_labels_do_not_overlap(tmp_path, ttrs):
+    history = _history(tmp_path, ttrs) if len(ttrs) < 10 else _many(tmp_path, ttrs)
+    trend.run_trend(history, print_out=lambda _: None)
+    boxes = _label_boxes((history / "trend.svg").read_text())
+    assert len(boxes) > 5
+    for a, b in itertools.combinations(boxes, 2):
+        overlap = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+        assert not overlap, f"{a[4]!r} overlaps {b[4]!r}"
+
+
+def _many(root: Path, ttrs: list[float]) -> Path:
+    for i, ttr in enumerate(ttrs):
+        report = make_report(run_id=f"run-{i:02d}", time_to_ready_s=ttr,
+                             started_at=f"2024-05-{i + 1:02d}T03:00:00Z")
+        write_json(report, root / f"r{i:02d}")
+    return root
 
 
 def test_trend_without_history_exits_2(tmp_path):

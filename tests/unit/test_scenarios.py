@@ -244,7 +244,7 @@ def test_every_writer_shows_the_figure_of_a_recovery_without_provision(tmp_path)
     written = write_all(report, tmp_path)
     md = written["markdown"].read_text()
     assert "**time-to-revert not reached**" in md and "not managed by Flux" in md
-    assert "Automated by drdrill" in md and "**0** manual steps" in md
+    assert "automated by drdrill: `provision-cluster`" in md and "**0** manual steps" in md
     assert "time-to-revert" in written["html"].read_text()
     assert 'name="recovery.time_to_revert_s" value=""' in written["junit"].read_text()
 
