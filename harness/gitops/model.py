@@ -197,6 +197,9 @@ class _Walk:
         self.parsed: dict[str, list[dict[str, Any]]] = {}
         self.aliases: set[tuple[str, str]] = set()
         """Other names of the repo under test (see bootstrap.self_sync)."""
+        self.unset_vars: dict[str, set[str]] = {}
+        """Kustomization ref -> postBuild variables it uses with no value and no default
+        offline: the keys its substituteFrom inputs must hold."""
 
     def artifact_for(self, ks: FluxObject) -> Artifact:
         return self.derived.get(self.artifact_of.get(ks.ref, ""), self.artifact)
@@ -308,7 +311,8 @@ class _Walk:
             sub = self.substitution(ks)
             if sub is not None:
                 try:
-                    docs, _ = substitute(docs, sub, owner=ks.ref, file=build.path)
+                    docs, unset = substitute(docs, sub, owner=ks.ref, file=build.path)
+                    self.unset_vars[ks.ref] = unset
                 except RepoError as exc:
                     self.problem(exc)
                     continue
@@ -585,9 +589,24 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                       "why": f"sync defined {sync.via}" + ("" if private else
                                                           "; needed only if the repository "
                                                           "is private")}
+    sops_keys = _sops_key_patterns(walk)
+    for v in found.values():
+        if v["field"].startswith("spec.postBuild.substituteFrom"):
+            v["keys"] = sorted(set().union(*(walk.unset_vars.get(b, set()) for b in v["by"])))
+        elif v["field"] in ("spec.decryption.secretRef", "kustomize-controller --sops-age-secret"):
+            v["keys"] = sops_keys
     return [ManualInput(k[0], k[1], k[2], tuple(dict.fromkeys(v["by"])), v["field"],
-                        v["automatable"], v["status"], k in replaced, v["why"])
+                        v["automatable"], v["status"], k in replaced, v["why"],
+                        tuple(v.get("keys", ())))
             for k, v in sorted(found.items())]
+
+
+def _sops_key_patterns(walk: _Walk) -> list[str]:
+    """The key a SOPS decryption Secret must hold: `*.agekey` for age (kustomize-controller's
+    convention), `*.asc` when the repo's encrypted files name only PGP recipients."""
+    methods = {m for o in walk.rendered if isinstance(o.doc.get("sops"), Mapping)
+               for m in ("age", "pgp") if o.doc["sops"].get(m)}
+    return ["*.asc"] if methods == {"pgp"} else ["*.agekey"]
 
 
 def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:

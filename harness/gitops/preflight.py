@@ -13,7 +13,13 @@ from typing import Any
 from harness.errors import ConfigError, RepoError
 from harness.gitops.bootstrap import discover_cluster_paths
 from harness.gitops.flux_config import ALL_COMPONENTS
-from harness.gitops.inputs import SuppliedInputs, load_inputs, missing_inputs, with_supplied
+from harness.gitops.inputs import (
+    SuppliedInputs,
+    lacking_keys,
+    load_inputs,
+    missing_inputs,
+    with_supplied,
+)
 from harness.gitops.kinds import SOURCE_WATCHER
 from harness.gitops.model import Problem, RepoModel, analyze
 from harness.gitops.sourceignore import source_files
@@ -70,6 +76,11 @@ def preflight_data(model: RepoModel, supplied: SuppliedInputs, *, inputs_given: 
                                         f"in --inputs ({i.field})",
                              "fix": f"add a {i.kind} manifest named {i.name} in namespace "
                                     f"{i.namespace} to the --inputs folder"})
+        for i, keys in lacking_keys(model.manual_inputs, supplied):
+            problems.append({"severity": "missing-input", "file": None, "object": i.needed_by[0],
+                             "message": f"manual input {i.kind} {i.namespace}/{i.name} in "
+                                        f"--inputs has no {', '.join(keys)} ({i.field})",
+                             "fix": f"add {', '.join(keys)} to it"})
     verdict = model.verdict
     if verdict == "invalid":
         final = "invalid"
@@ -94,6 +105,8 @@ def preflight_data(model: RepoModel, supplied: SuppliedInputs, *, inputs_given: 
         "local_changes": list(model.local_changes),
         "notes": list(model.notes),
         "flux_settings": flux_settings_data(model),
+        "input_templates": [i.template() for i in items
+                            if i.required and i.status == "missing"],
     }
 
 
@@ -125,6 +138,8 @@ def error_data(repo: Path, cluster: str | None, exc: RepoError | ConfigError) ->
 
 def _input_line(i: dict[str, Any]) -> str:
     extra = " (the drill's local Git server stands in)" if i.get("replaced_in_drill") else ""
+    if i.get("replaced_in_drill") and i["status"] == "missing":
+        i = {**i, "status": "stood-in"}
     why = f" — {i['why']}" if i.get("why") else ""
     return (f"{i['status']:<19} {i['kind']} {i['namespace']}/{i['name']}  needed by "
             f"{', '.join(i['needed_by'][:3])}{' …' if len(i['needed_by']) > 3 else ''} via "
@@ -139,7 +154,11 @@ def render_text(data: dict[str, Any], *, inventory: bool = False) -> str:
             f"{n} {k}" for k, n in data["flux_objects"].items()))
     inputs = data["manual_inputs"]
     need = [i for i in inputs if i["status"] == "missing" and not i.get("replaced_in_drill")]
-    out.append(f"manual inputs: {len(need)} required, {len(inputs)} listed")
+    counts = Counter("stood-in" if i.get("replaced_in_drill") and i["status"] == "missing"
+                     else i["status"] for i in inputs)
+    out.append(f"manual inputs: {len(need)} required, {len(inputs)} listed" + (
+        " (" + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + ")"
+        if inputs else ""))
     out.extend(f"  {_input_line(i)}" for i in inputs)
     deps = data["external_dependencies"]
     out.append(f"external dependencies: {len(deps)}")
@@ -159,6 +178,10 @@ def render_text(data: dict[str, Any], *, inventory: bool = False) -> str:
                 out.append(f"  fix: {p['fix']}")
         for c in data.get("local_changes") or []:
             out.append(f"drill runs locally: {c}")
+        if data.get("input_templates"):
+            out.append("templates for the missing inputs (fill in, save in an --inputs folder):")
+            out.extend("  " + line for t in data["input_templates"]
+                       for line in ("---\n" + t).splitlines())
         flux = data.get("flux_settings") or {}
         if flux.get("settings"):
             out.append(f"Flux settings (components: {flux['components_source']}):")
