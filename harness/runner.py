@@ -51,6 +51,7 @@ from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
 from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
 from harness.gitops.model import RepoModel, analyze
+from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.mirror.nodes import registries_named
@@ -267,8 +268,11 @@ def preflight(s: RunState, rnd: int) -> None:
     # The repo first, with nothing built but kustomize: a typo fails before a cold build.
     s.tools = ensure_tools(s.opts.config, ("kustomize", *s.scenario.tools), progress=s.progress)
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)
-    cluster = s.opts.cluster or default_cluster(s.rev.path)
-    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    # The commit Flux will get, never the working tree (an uncommitted fix is not a fix).
+    with committed(s.opts.repo.resolve(), s.rev.sha) as commit:
+        cluster = s.opts.cluster or default_cluster(commit.path)
+        s.model = replace(analyze(commit.path, cluster, kustomize=s.tools["kustomize"].path),
+                          top=s.opts.repo.resolve())
     s.model.raise_for_problems(unsupported=True)
     for line in s.model.local_changes:
         log.info("local run: %s", line)

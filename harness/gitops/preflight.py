@@ -22,6 +22,7 @@ from harness.gitops.inputs import (
 )
 from harness.gitops.kinds import SOURCE_WATCHER
 from harness.gitops.model import Problem, RepoModel, analyze
+from harness.gitops.revision import committed
 from harness.gitops.sourceignore import source_files
 
 SCHEMA_VERSION = 1
@@ -45,13 +46,20 @@ def default_cluster(top: Path) -> str:
 
 
 def run_preflight(repo: Path, cluster: str | None, inputs_dir: Path | None, *,
-                  kustomize: Path | None,
+                  kustomize: Path | None, revision: str = "HEAD",
                   runnable: Callable[[str], bool] = lambda tool: True) -> dict[str, Any]:
-    """`runnable(tool)` says whether a controller binary the repo needs is at hand."""
+    """The repo as committed at `revision` (what Flux gets, not the working tree).
+    `runnable(tool)` says whether a controller binary the repo needs is at hand."""
     started = time.monotonic()
-    top = repo.resolve()
-    path = cluster or default_cluster(top)
-    model = analyze(top, path, kustomize=kustomize, collect=True)
+    with committed(repo.resolve(), revision) as commit:
+        path = cluster or default_cluster(commit.path)
+        model = analyze(commit.path, path, kustomize=kustomize, collect=True)
+    model = replace(model, top=repo.resolve())
+    if commit.uncommitted:
+        shown = ", ".join(commit.uncommitted[:5]) + (" …" if len(commit.uncommitted) > 5 else "")
+        model = replace(model, notes=(
+            f"read commit {commit.sha[:12]} ({revision}); {len(commit.uncommitted)} uncommitted "
+            f"change(s) are not what Flux gets and were not read: {shown}", *model.notes))
     if model.uses_watcher and not runnable(SOURCE_WATCHER):
         gens = [o for o in model.objects if o.kind == "ArtifactGenerator"]
         model = replace(model, problems=(*model.problems, Problem(
