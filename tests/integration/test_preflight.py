@@ -205,9 +205,9 @@ def test_secret_zero_inventory(fixture_repo, kustomize):
             ("container-registry", "quay.io")} <= deps
     assert {lim.obj for lim in model.limits} == {"HelmRelease/flux-system/cert-manager",
                                                  "HelmRelease/flux-system/kyverno"}
-    assert model.verdict == "unsupported"
-    assert {p.object for p in model.problems} == {"Alert/apps/chat", "Provider/apps/chat"}
-    assert all("notification-controller" in p.message for p in model.problems)
+    # notification-controller runs in the drill now: its kinds limit nothing.
+    assert model.verdict == "ok" and not model.problems
+    assert "notification-controller" in model.controllers()
 
 
 def cli(*args, env=None):
@@ -227,7 +227,7 @@ def test_preflight_cli_json_and_exit_codes(fixture_repo, kustomize):
     res = cli("preflight", "--repo", repo, "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["verdict"] == "limited" and data["kustomizations"] == 4
+    assert data["verdict"] == "clean" and data["kustomizations"] == 4
     for item in data["manual_inputs"]:
         assert {"kind", "namespace", "name", "needed_by", "status"} <= set(item)
         assert item["status"] in ("missing", "supplied", "produced-at-runtime", "optional")
