@@ -376,12 +376,13 @@ def _instance(found: _Found, top: Path, rel: str, inst: Mapping[str, Any],
         found.components_source = f"FluxInstance {name}: flux-operator's default components"
     cluster = spec.get("cluster") or {}
     patches: list[dict[str, Any]] = []
-    origin: dict[str, str] = {}
+    origin: dict[tuple[str, str], str] = {}
+    """(target name regex, arg) -> the FluxInstance field that set it."""
     size = str(cluster.get("size") or "")
     for target, args in OPERATOR_SIZE.get(size, ()):
         patches.append(_add_args(target, args))
         for a in args:
-            origin.setdefault(f"{target}|{a}", f"FluxInstance {name} spec.cluster.size={size} "
+            origin.setdefault((target, a), f"FluxInstance {name} spec.cluster.size={size} "
                               f"({_line_of(top, here, 'size:') or rel}; flux-operator profile)")
     if cluster.get("multitenant"):
         sa = str(cluster.get("tenantDefaultServiceAccount") or "default")
@@ -395,7 +396,7 @@ def _instance(found: _Found, top: Path, rel: str, inst: Mapping[str, Any],
         for target, args in mt:
             patches.append(_add_args(target, args))
             for a in args:
-                origin.setdefault(f"{target}|{a}", src)
+                origin.setdefault((target, a), src)
     own = ((spec.get("kustomize") or {}).get("patches")) or []
     patches.extend(dict(p) for p in own if isinstance(p, Mapping))
     sharding = spec.get("sharding") or {}
@@ -424,8 +425,8 @@ def _instance(found: _Found, top: Path, rel: str, inst: Mapping[str, Any],
             if arg in STOCK_ARGS[c]:
                 continue
             line = _line_of(top, here, arg) or _line_of(top, here, arg.split("=")[0]) or rel
-            src = next((v for k, v in origin.items() if k.endswith("|" + arg) and
-                        re.fullmatch(k.split("|", 1)[0], c)),
+            src = next((v for (target, a), v in origin.items() if a == arg and
+                        re.fullmatch(target, c)),
                        f"FluxInstance {name} spec.kustomize.patches ({line})")
             for s in parse_flag(c, arg, src, "repo"):
                 found.add(s)
