@@ -49,7 +49,7 @@ from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
-from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
+from harness.gitops.inputs import SuppliedInputs, check_inputs, input_key, load_inputs
 from harness.gitops.model import RepoModel, analyze
 from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
@@ -345,13 +345,12 @@ def bootstrap(s: RunState, rnd: int) -> None:
                              "recovery needs it")
             continue
         docs = [d for d in s.supplied.docs
-                if (d.get("kind"), (d.get("metadata") or {}).get("namespace") or "default",
-                    (d.get("metadata") or {}).get("name")) ==
-                (item.kind, item.namespace, item.name)]
+                if input_key(d) == (item.kind, item.namespace, item.name)]
         with s.drill.manual_step(item.id, f"Provide {item.kind} {item.namespace}/{item.name} "
                                  f"({item.field} of {needed})", automatable=item.automatable,
                                  performed_by="drdrill (from --inputs)"):
-            ensure_namespace(s.api, item.namespace)
+            if item.namespace:
+                ensure_namespace(s.api, item.namespace)
             apply_all(s.api, docs, source=str(s.opts.inputs))
     with s.drill.automated_step("bootstrap-flux", "Install Flux and apply the sync objects "
                                 "(what `flux bootstrap` does)"):

@@ -101,6 +101,9 @@ class ManualInput:
 
     def template(self) -> str:
         """A manifest to fill in, for the --inputs folder."""
+        if self.kind == "Namespace":
+            return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": self.name}}, sort_keys=False)
         body = {k.replace("*", "age" if k == "*.agekey" else "key"): "<value>"
                 for k in self.keys} or {"<key>": "<value>"}
         return yaml.safe_dump({"apiVersion": "v1", "kind": self.kind, "metadata": {
@@ -111,8 +114,7 @@ class ManualInput:
 def lacking_keys(items: Iterable[ManualInput],
                  supplied: SuppliedInputs) -> list[tuple[ManualInput, list[str]]]:
     """Supplied inputs that lack keys the repo uses, with those keys."""
-    by_key = {(str(d.get("kind")), str((d.get("metadata") or {}).get("namespace") or "default"),
-               str((d.get("metadata") or {}).get("name"))): d for d in supplied.docs}
+    by_key = {input_key(d): d for d in supplied.docs}
     out = []
     for i in items:
         doc = by_key.get((i.kind, i.namespace, i.name))
@@ -453,8 +455,15 @@ class SuppliedInputs:
     files: tuple[str, ...]
 
     def keys(self) -> set[Key]:
-        return {(str(d.get("kind")), str((d.get("metadata") or {}).get("namespace") or "default"),
-                 str((d.get("metadata") or {}).get("name"))) for d in self.docs}
+        return {input_key(d) for d in self.docs}
+
+
+def input_key(doc: Mapping[str, Any]) -> Key:
+    """(kind, namespace, name) of a supplied manifest; a Namespace has no namespace."""
+    meta = doc.get("metadata") or {}
+    kind = str(doc.get("kind"))
+    ns = "" if kind == "Namespace" else str(meta.get("namespace") or "default")
+    return kind, ns, str(meta.get("name"))
 
 
 def load_inputs(directory: Path | None) -> SuppliedInputs:

@@ -24,7 +24,7 @@ from harness.errors import (
 from harness.gitops import apiversions, bootstrap, flux_config, inputs, yamlgo
 from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
-from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
+from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, dig, spec_of
 from harness.gitops.render import Artifact, Build, Substitution, copy_into, substitute
 from harness.gitops.sourceignore import source_files
 
@@ -595,10 +595,38 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
             v["keys"] = sorted(set().union(*(walk.unset_vars.get(b, set()) for b in v["by"])))
         elif v["field"] in ("spec.decryption.secretRef", "kustomize-controller --sops-age-secret"):
             v["keys"] = sops_keys
+    found.update(_namespaces_never_created(walk))
     return [ManualInput(k[0], k[1], k[2], tuple(dict.fromkeys(v["by"])), v["field"],
                         v["automatable"], v["status"], k in replaced, v["why"],
                         tuple(v.get("keys", ())))
             for k, v in sorted(found.items())]
+
+
+BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease",
+                                FLUX_NAMESPACE})
+"""Namespaces every cluster has (flux-system: bootstrap makes it)."""
+
+
+def _namespaces_never_created(walk: _Walk) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Namespaces the rendered objects live in that nothing in the repo creates (a Namespace
+    object, a HelmRelease's createNamespace), e.g. made by a cloud's Flux extension: a manual
+    step. Skipped when parts of the repo were not rendered (they may create it)."""
+    unrendered = bool(walk.remote_bases) or any(
+        "not rendered" in n or "not the repo under test" in n for n in walk.notes)
+    if unrendered:
+        return {}
+    made = {o.name for o in walk.rendered if o.kind == "Namespace"}
+    for o in walk.rendered:
+        if o.kind == "HelmRelease" and (dig(o.spec, "install.createNamespace") is True):
+            made.add(str(o.spec.get("targetNamespace") or o.namespace))
+    users: dict[str, list[str]] = {}
+    for o in walk.rendered:
+        if o.namespace and o.namespace not in made and o.namespace not in BUILTIN_NAMESPACES:
+            users.setdefault(o.namespace, []).append(o.ref)
+    return {("Namespace", "", ns): {
+        "by": refs[:5], "field": "metadata.namespace", "automatable": True, "status": "missing",
+        "why": f"{len(refs)} object(s) live in it and nothing in the repository creates it "
+               "(a platform or a bootstrap script must)"} for ns, refs in users.items()}
 
 
 def _sops_key_patterns(walk: _Walk) -> list[str]:

@@ -173,7 +173,9 @@ def test_render_quirks_as_kustomize_controller(fixture_repo, kustomize):
     assert [p["targetPort"] for p in svc.doc["spec"]["ports"]] == [80, 9090]  # &port twice
     assert {("ConfigMap", "team-a", "team-settings"), ("ConfigMap", "team-b", "team-settings"),
             ("ConfigMap", "quirks", "app-settings")} <= model.produced
-    assert required_inputs(model) == set()
+    # targetNamespace puts objects in team-a/team-b, which nothing in the repo creates: a
+    # real kustomize-controller fails with `namespaces "team-a" not found`.
+    assert required_inputs(model) == {("Namespace", "", "team-a"), ("Namespace", "", "team-b")}
     assert {i.name: i.status for i in model.manual_inputs}["maybe-vars"] == "optional"
 
 
