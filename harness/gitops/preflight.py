@@ -155,6 +155,8 @@ def _input_line(i: dict[str, Any]) -> str:
 
 
 def render_text(data: dict[str, Any], *, inventory: bool = False) -> str:
+    if inventory:
+        return render_inventory(data)
     out = [f"preflight: {data['verdict'].upper()}  {data['repo']} --cluster {data['cluster']}"
            + (f"  ({data['seconds']}s)" if data.get("seconds") is not None else "")]
     if data.get("flux_objects"):
@@ -205,6 +207,37 @@ def render_text(data: dict[str, Any], *, inventory: bool = False) -> str:
             out.extend(f"  note: {n}" for n in flux.get("notes") or [])
         for n in data.get("notes") or []:
             out.append(f"note: {n}")
+    return "\n".join(out) + "\n"
+
+
+def render_inventory(data: dict[str, Any]) -> str:
+    """What a recovery needs from outside Git, and nothing else; when parts of the repo did not
+    render, it says which and why, since what they need is then missing from the list."""
+    inputs = data["manual_inputs"]
+    need = [i for i in inputs if i["status"] == "missing" and not i.get("replaced_in_drill")]
+    out = [f"inventory of {data['repo']} --cluster {data['cluster']}: {len(need)} manual "
+           f"input(s) to provide, {len(data['external_dependencies'])} external "
+           "dependencies"]
+    broken = [p for p in data["problems"] if p["severity"] == "invalid"]
+    if broken:
+        out.append(f"INCOMPLETE: the repo is invalid ({len(broken)} problem(s)); Flux would "
+                   "stop there, and what lies behind them may be missing below:")
+        out.extend(f"  {p.get('file') or ''} {p.get('object') or ''}: {p['message']}".rstrip()
+                   for p in broken)
+    skipped = [n for n in data.get("notes") or [] if "not rendered" in n or
+               "not inventoried" in n]
+    out.extend(f"  not inventoried: {n}" for n in skipped)
+    out.append("manual inputs:")
+    out.extend(f"  {_input_line(i)}" for i in inputs)
+    out.append("external dependencies:")
+    for d in data["external_dependencies"]:
+        users = d["used_by"]
+        out.append(f"  {d['kind']:<21} {d['url']}  ({users[0]}"
+                   + (f" and {len(users) - 1} more" if len(users) > 1 else "") + ")")
+    if data.get("input_templates"):
+        out.append("templates for the inputs to provide (fill in, save in an --inputs folder):")
+        out.extend("  " + line for t in data["input_templates"]
+                   for line in ("---\n" + t).splitlines())
     return "\n".join(out) + "\n"
 
 

@@ -273,3 +273,22 @@ def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustom
     assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
     assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
                                                  for d in model.external_dependencies}
+
+
+def test_inventory_is_not_preflight_and_explains_an_invalid_repo(fixture_repo, kustomize):
+    repo = fixture_repo("broken-cycle")
+    inv = cli("inventory", "--repo", repo, "--cluster", "clusters/dev")
+    pre = cli("preflight", "--repo", repo, "--cluster", "clusters/dev")
+    assert inv.stdout != pre.stdout and inv.returncode == pre.returncode == 2
+    assert inv.stdout.startswith("inventory of ") and "INCOMPLETE: the repo is invalid" in \
+        inv.stdout and "flux-system/a" in inv.stdout
+
+
+def test_preflight_reads_the_commit_not_the_working_tree(fixture_repo, kustomize):
+    repo = fixture_repo("broken-cycle")
+    fixed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: default\n"
+    for name in ("a", "b", "c"):  # an uncommitted fix is not what Flux gets
+        (repo / "clusters" / "dev" / f"{name}.yaml").write_text(fixed)
+    res = cli("preflight", "--repo", repo, "--cluster", "clusters/dev")
+    assert res.returncode == 2 and "INVALID" in res.stdout, res.stdout
+    assert "uncommitted change(s) are not what Flux gets" in res.stdout
