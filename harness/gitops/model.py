@@ -537,6 +537,9 @@ def _check_kinds(walk: _Walk) -> None:
 def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                    texts: Iterable[tuple[str, str]]) -> list[ManualInput]:
     producers = inputs.runtime_producers(walk.rendered)
+    owners: dict[tuple[str, str, str], set[str]] = {}
+    for r in walk.rendered:
+        owners.setdefault((r.kind, r.namespace, r.name), set()).add(r.owner)
     store_of: dict[tuple[str, str, str], str] = {}
     for o in walk.rendered:
         if o.group == inputs.ESO_GROUP and o.kind == "ExternalSecret":
@@ -558,9 +561,15 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
             if key in walk.produced:
                 circular = need.why.startswith("secret-zero") and \
                     store_of.get(key) == o.name
-                if not circular:
+                itself = need.field.startswith("spec.postBuild.substituteFrom") and \
+                    owners.get(key) == {o.ref}
+                if not circular and not itself:
                     continue
-                why = f"{need.why}; produced by an ExternalSecret through that very store"
+                why = (f"{need.why}; produced by an ExternalSecret through that very store"
+                       if circular else
+                       f"{need.why}; in Git, but applied only by {o.ref} itself, which cannot "
+                       "build without it: a chicken-and-egg a real bootstrap breaks by "
+                       "applying it by hand first")
             elif (by := inputs.producer_of(key, producers)) is not None:
                 if need.why.startswith("secret-zero") and by.endswith(f"via {o.kind} {o.name})"):
                     why = (f"{need.why}; the ExternalSecret that would make it reads it through "

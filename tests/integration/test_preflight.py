@@ -292,3 +292,22 @@ def test_preflight_reads_the_commit_not_the_working_tree(fixture_repo, kustomize
     res = cli("preflight", "--repo", repo, "--cluster", "clusters/dev")
     assert res.returncode == 2 and "INVALID" in res.stdout, res.stdout
     assert "uncommitted change(s) are not what Flux gets" in res.stdout
+
+
+def test_substitute_from_a_secret_the_same_kustomization_applies(tmp_path, kustomize):
+    (tmp_path / "clusters" / "dev").mkdir(parents=True)
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "clusters" / "dev" / "apps.yaml").write_text(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
+        "  name: apps\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./apps\n"
+        "  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        "  postBuild:\n    substituteFrom:\n      - kind: Secret\n        name: vars\n")
+    (tmp_path / "apps" / "vars.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: vars\n  namespace: flux-system\n"
+        "stringData:\n  DOMAIN: example.org\n")
+    (tmp_path / "apps" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\n  namespace: flux-system\n"
+        "data:\n  host: ${DOMAIN}\n")
+    model = analyze(tmp_path, "clusters/dev", kustomize=kustomize)
+    item = next(i for i in model.manual_inputs if i.name == "vars")
+    assert item.required and "chicken-and-egg" in item.why and item.keys == ("DOMAIN",)
