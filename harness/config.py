@@ -30,6 +30,9 @@ class Config:
     flux_profile: str = "repo"
     """The Flux settings a drill runs when `--flux-profile` is not given: `repo` (the repo's own,
     Flux's defaults elsewhere) or `fast` (drill-only tuning; drdrill's own test suite uses it)."""
+    mirror_dir: Path | None = None
+    """Where the registry mirror keeps images and charts across runs; default
+    `<cache_dir>/mirror`."""
 
     @property
     def tools_cache(self) -> Path:
@@ -78,4 +81,5 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRDRILL_GO": ("go", str),
     "DRDRILL_STATE_DIR": ("state_dir", Path),
     "DRDRILL_FLUX_PROFILE": ("flux_profile", _profile),
+    "DRDRILL_MIRROR_DIR": ("mirror_dir", Path),
 }

@@ -352,6 +352,11 @@ class Converger:
             self.fail(tracked, state)  # no CRD or gate will ever come: fail at once
         if state.ready:
             tracked.ready_after_s = now
+            if self.on_progress is not None:
+                # One line per object in a CI log, beside the (throttled) summary.
+                done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
+                self.on_progress(f"ready: {ref} after {now:.1f}s "
+                                 f"({done}/{len(self._all_refs())})")
             if self.on_change is not None:
                 done = sum(1 for t in self.objects.values() if t.ready_after_s is not None)
                 self.on_change(done, len(self._all_refs()), tracked)
@@ -401,8 +406,10 @@ class Converger:
         text = self.diagnose(t, state, held_s=held_s)
         cause = self.environment_cause(t, state)
         if cause is not None:
+            if self.on_progress is not None:
+                self.on_progress(f"broken: {t.ref}: {cause[0]}: {_first_line(text)}")
             raise DrillEnvironmentError(t.ref, state.reason, text, cause[0], fix=cause[1])
-        raise ObjectFailed(t.ref, state.reason, text)
+        raise self._failed(t.ref, state.reason, text)
 
     def environment_cause(self, t: Tracked, state: Readiness) -> tuple[str, str] | None:
         """(cause, fix) when the failure comes from what the drill provides, not the repo: a
@@ -437,6 +444,12 @@ class Converger:
                         f"let the drill reach {url} (network or --provider egress), or "
                         "mirror it; a real recovery needs it reachable")
         return None
+
+    def _failed(self, ref: str, reason: str, why: str) -> ObjectFailed:
+        """The error for an object that failed, said on the progress line first."""
+        if self.on_progress is not None:
+            self.on_progress(f"failed: {ref}: {reason}: {_first_line(why)}")
+        return ObjectFailed(ref, reason, why)
 
     def check_pods(self) -> None:
         """Read the pods' causes; under the `mirror` egress policy a failed pull is final."""

@@ -12,12 +12,15 @@ and because an interrupt must never be mistaken for an error a best-effort handl
 
     HarnessError (Exception)             the harness, input or infrastructure broke -> "broken"
     ├── ConfigError                      a bad option (unknown provider, RTO not a number)
-    │   └── InventoryError               a lab inventory is invalid (file, host and field named)
+    │   ├── InventoryError               a lab inventory is invalid (file, host and field named)
+    │   └── ForeignFileError             a CI file `drdrill init` did not write (or was edited)
     ├── CommandError                     an external program failed (argv, rc, stdout, stderr kept)
     ├── ToolError
     │   ├── ToolNotFoundError            a pinned binary is nowhere and cannot be built
     │   ├── ToolVersionError             a binary answered with another version than pinned
-    │   └── ToolBuildError               building a binary from the Go module proxy failed
+    │   ├── ToolBuildError               building a binary from the Go module proxy failed
+    │   └── ToolDownloadError            a release download or OCI pull failed
+    │       └── ChecksumMismatch         a downloaded file is not what the checksum file says
     ├── ImageBuildError                  building an image offline failed (debootstrap, import)
     ├── RepoError                        the repo under test is unusable (file + object named)
     │   ├── NotAGitRepoError
@@ -117,6 +120,14 @@ class ToolVersionError(ToolError):
 
 class ToolBuildError(ToolError):
     """`go build` of a pinned tool failed."""
+
+
+class ToolDownloadError(ToolError):
+    """Fetching a pinned tool from its release site or OCI registry failed (URL named)."""
+
+
+class ChecksumMismatch(ToolDownloadError):
+    """A downloaded file's sha256 is not the one its release (or image manifest) states."""
 
 
 class ImageBuildError(HarnessError):
@@ -345,6 +356,10 @@ class RTOExceeded(DrillFailure):
         self.ttr_s = ttr_s
         self.rto_s = rto_s
         super().__init__(f"time-to-ready {ttr_s:.1f}s is over the RTO of {rto_s:.1f}s")
+
+
+class ForeignFileError(ConfigError):
+    """A CI file exists that `drdrill init` did not write, or that was edited since."""
 
 
 class InventoryError(ConfigError):

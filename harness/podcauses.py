@@ -43,7 +43,7 @@ class PodCause:
         return f"{who} {self.reason}: {self.detail}" if self.detail else f"{who} {self.reason}"
 
 
-def _owner(pod: Mapping[str, Any]) -> str:
+def owner_of(pod: Mapping[str, Any]) -> str:
     meta = pod.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller"):
@@ -60,7 +60,7 @@ def pod_causes(pods: Iterable[Mapping[str, Any]], *,
         meta = pod.get("metadata") or {}
         ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         status = pod.get("status") or {}
-        owner = _owner(pod)
+        owner = owner_of(pod)
         if status.get("phase") == "Pending":
             for cond in status.get("conditions") or []:
                 if cond.get("type") == "PodScheduled" and cond.get("status") == "False":

@@ -44,7 +44,7 @@ from harness.errors import (
     TeardownIncomplete,
     ToolError,
 )
-from harness.flux import FluxRuntime, FluxSettings, sync_objects
+from harness.flux import FLUX_NAMESPACE, SYNC_NAME, FluxRuntime, FluxSettings, sync_objects
 from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
@@ -55,6 +55,7 @@ from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.mirror.nodes import registries_named
+from harness.mirror.redirect import redirects
 from harness.podcauses import live_pod_causes
 from harness.procs import RUN_ID_ENV, drill_processes
 from harness.providers import (
@@ -170,6 +171,8 @@ class RunState:
     converged: dict[int, ConvergeResult] = field(default_factory=dict)
     diagnostics: dict[str, str] = field(default_factory=dict)
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    mirror_changes: list[str] = field(default_factory=list)
+    """Sources the drill pointed at its registry mirror (local changes of the run)."""
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
     resources: Resources = field(default_factory=Resources)
     """The run's one context stack; teardown is `resources.close()`."""
@@ -361,8 +364,22 @@ def bootstrap(s: RunState, rnd: int) -> None:
             else s.git.url
         apply_all(s.api, sync_objects(url=url, branch=s.rev.branch,
                                       path=s.model.cluster_path, settings=s.flux_settings,
-                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches)),
+                                      patches=(*s.model.sync_patches, *s.scenario.sync_patches,
+                                               *_mirror_redirects(s))),
                   source="drdrill sync")
+
+
+def _mirror_redirects(s: RunState) -> tuple[dict[str, Any], ...]:
+    """Chart sources pointed at the provider's registry mirror, when it runs one."""
+    assert s.model is not None
+    mirror = getattr(s.provider, "mirror_address", None)
+    if not mirror:
+        return ()
+    red = redirects(s.model.rendered, f"Kustomization/{FLUX_NAMESPACE}/{SYNC_NAME}", mirror)
+    for line in (*red.changes, *(f"not redirected to the mirror: {x}" for x in red.skipped)):
+        if line.split(" -> ")[0] not in {c.split(" -> ")[0] for c in s.mirror_changes}:
+            s.mirror_changes.append(line)
+    return red.patches
 
 
 def converge(s: RunState, rnd: int) -> None:
@@ -575,7 +592,7 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         "converge_timeout_s": s.opts.converge_timeout_s,
         "keep_cluster": s.opts.keep_cluster,
         "local_run_changes": [*(s.model.local_changes if s.model else ()),
-                              *s.scenario.local_changes],
+                              *s.scenario.local_changes, *s.mirror_changes],
     }
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
@@ -597,7 +614,20 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         leftovers=tuple(teardown.failures + teardown.leftovers) if teardown else (),
         recovery_figures=_figures(s),
         automated_steps=tuple(d.automated_steps),
+        egress=_egress(s),
     )
+
+
+def _egress(s: RunState) -> dict[str, Any]:
+    """The last round's egress record (the recovery), with what earlier rounds refused too."""
+    rounds = [(r, d["egress"]) for r, d in sorted(s.provider_rounds.items())
+              if isinstance(d.get("egress"), dict) and d["egress"]]
+    if not rounds:
+        return {}
+    last = dict(rounds[-1][1])
+    last["rounds"] = {f"round{r}": {"blocked": len(e.get("blocked") or []),
+                                    "reached": len(e.get("reached") or [])} for r, e in rounds}
+    return last
 
 
 LOGGED_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")

@@ -30,11 +30,12 @@ import yaml
 from harness.bench import judge
 from harness.command import Command, run
 from harness.config import Config
-from harness.flux import FluxSettings, HostAddrs, controller_flags
+from harness.errors import ProviderError
+from harness.flux import FluxSettings, HostAddrs, controller_flags, hops
 from harness.gitops.flux_config import FAST_REQUEUE
 from harness.gitserver import GitServer, resolve_revision
 from harness.procs import Supervisor
-from harness.providers import ProviderContext, get_provider
+from harness.providers import ProviderContext, SupportsHostProcesses, get_provider
 from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, HELM_TOOLS, ensure_tools, flux_crds
 from harness.waits import http_ok, poll_until
 
@@ -99,6 +100,9 @@ def measure(repo: Path, cluster_path: str, expect: int, settings: FluxSettings, 
         provider = get_provider("embedded")(ProviderContext(
             run_id=run_id, cluster_name="alone", workdir=rundir / "cluster", config=config,
             tools=tools))
+        if not isinstance(provider, SupportsHostProcesses):
+            raise ProviderError("Flux alone runs its controllers as host processes: the "
+                                "embedded provider does, this one does not")
         try:
             t0 = time.monotonic()
             provider.create()
@@ -142,6 +146,8 @@ def measure(repo: Path, cluster_path: str, expect: int, settings: FluxSettings, 
                 out.update(verdict="timeout", error=f"{len(pending)} of {len(ready_at)} "
                            f"objects (expected {expect}) not ready after {timeout_s:.0f}s: "
                            f"{', '.join(pending[:10])}")
+            out["hops"] = logged_hops(provider.supervisor.log_dir, _controllers(helm),
+                                      log.events, ready_at)
             out["objects"] = len(ready_at)
             out["events"] = len(log.events)
             out["ready_at_s"] = {r: None if t is None else round(t - t0, 3)
@@ -153,6 +159,39 @@ def measure(repo: Path, cluster_path: str, expect: int, settings: FluxSettings, 
                     provider.dump_logs(workdir / "cluster-logs")
             provider.delete()
     shutil.rmtree(rundir, ignore_errors=True)
+    return out
+
+
+def logged_hops(log_dir: Path, controllers: tuple[str, ...], events: list[dict[str, Any]],
+                ready_at: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """Every Kustomization's successful reconcile split as its controller logged it, the
+    requeue delay counted from its last dependency's Ready event (as judged)."""
+    lines: list[hops.LogLine] = []
+    for name in controllers:
+        with contextlib.suppress(OSError):
+            lines += hops.parse((log_dir / f"{name}.log").read_text(
+                encoding="utf-8", errors="replace").splitlines())
+    by_ref: dict[str, list[hops.LogLine]] = {}
+    for line in lines:
+        by_ref.setdefault(line.ref, []).append(line)
+    deps: dict[str, list[str]] = {}
+    for ev in events:
+        obj = ev.get("object") or {}
+        ns = (obj.get("metadata") or {}).get("namespace")
+        deps[str(ev["ref"])] = [f"Kustomization/{d.get('namespace') or ns}/{d.get('name')}"
+                                for d in (obj.get("spec") or {}).get("dependsOn") or []]
+    wall = time.time() - time.monotonic()  # the watcher's times are CLOCK_MONOTONIC
+    first = min((float(e["t"]) for e in events), default=time.monotonic())
+    out: dict[str, dict[str, Any]] = {}
+    for ref in ready_at:
+        if not ref.startswith("Kustomization/"):
+            continue
+        dep_ready = [ready_at.get(d) for d in deps.get(ref, [])]
+        dep_t = max((t for t in dep_ready if t is not None), default=None)
+        got = hops.split(by_ref.get(ref, []), ref, not_before=wall + first - 1.0,
+                         dependency_ready=None if dep_t is None else wall + dep_t)
+        if got is not None:
+            out[ref] = got.to_dict()
     return out
 
 

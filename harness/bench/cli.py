@@ -40,8 +40,9 @@ def _choices(what: str, allowed: Iterable[str], text: str) -> tuple[str, ...]:
 
 def _sections(text: str) -> tuple[str, ...]:
     from harness.bench.run import SECTIONS
+    from harness.bench.sections import REGISTERED
 
-    return _choices("section", SECTIONS, text)
+    return _choices("section", (*SECTIONS, *REGISTERED), text)
 
 
 def _profiles(text: str) -> tuple[str, ...]:
@@ -73,6 +74,9 @@ def configure(p: argparse.ArgumentParser, top: Path) -> None:
                    help="Kustomizations per generated repo (default 10,50,100,200,500,1000)")
     p.add_argument("--profiles", type=_profiles, help="Flux settings of the scaling rows: "
                    "repo (what the repo configures: Flux's defaults) and/or fast (default both)")
+    p.add_argument("--profile-sizes", type=_ints, help="sizes whose drdrill run also samples "
+                   "every component's metrics and takes controller CPU profiles "
+                   "(default 200,500)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the Flux-alone run of each scaling row")
     p.add_argument("--parallel", type=_ints, help="drills at once (default 1,2,4)")
@@ -99,7 +103,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     # --quick picks small defaults; what is given explicitly still wins.
     picked: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for key in ("sizes", "parallel", "profiles"):
+    for key in ("sizes", "parallel", "profiles", "profile_sizes"):
         if getattr(args, key) is not None:
             picked[key] = getattr(args, key)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.bench import judge, stats
+from harness.bench import judge, metrics, stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
 from harness.core.recorder import Drill
@@ -88,6 +89,12 @@ class PeerRound:
         self.sup = Supervisor(f"{drill.run_id}-peers", workdir / "logs")
         self.peers: dict[str, Peer] = {}
         self.tools: dict[str, Path] = {}
+        self.profile_s = 0
+        """> 0: sample the components' metrics over the converge, and take a CPU profile of
+        this many seconds of the controllers 10 s into it."""
+        self.sampler: metrics.Sampler | None = None
+        self.profiles: dict[str, str] = {}
+        self._profiler: threading.Thread | None = None
 
     def kubeconfig(self) -> Path:
         return self.config.runs_dir / self.drill.run_id / f"round{self.rnd}" / "kubeconfig"
@@ -98,6 +105,8 @@ class PeerRound:
             # having returned.
             self.stop()
             return
+        if event == "end:converge" and self.drill.round == self.rnd and self.sampler:
+            self.sampler.stop()
         if self.drill.round != self.rnd or record is None or record.outcome != "passed":
             return
         env = {"KUBECONFIG": str(self.kubeconfig())}
@@ -106,6 +115,8 @@ class PeerRound:
                 sys.executable, "-m", "harness.bench.watcher", str(self.kubeconfig()),
                 str(self.workdir / "events.jsonl"), "--max-seconds", "900"], env=env)
         elif event == "end:bootstrap":
+            if self.profile_s > 0:
+                self._start_profiling()
             kubectl = str(self.tools["kubectl"])
             waits = [[kubectl, "wait", "--for=condition=Ready", "kustomizations", "--all",
                       "-A", "--timeout=600s"]]
@@ -124,6 +135,33 @@ class PeerRound:
                                              "-n", "flux-system", "--timeout=10m"]],
                     self.workdir / "flux-poll.jsonl", env)
 
+    def _start_profiling(self) -> None:
+        from harness.kube import api_client
+
+        self.sampler = metrics.Sampler(self.drill.run_id, api_client(self.kubeconfig()))
+        self.sampler.start()
+
+        def profile() -> None:
+            time.sleep(10)
+            self.profiles = metrics.cpu_profile(
+                self.drill.run_id, ("kustomize-controller", "helm-controller",
+                                    "source-controller"), self.profile_s,
+                self.workdir / "pprof")
+
+        self._profiler = threading.Thread(target=profile, daemon=True)
+        self._profiler.start()
+
+    def profile_result(self) -> dict[str, Any]:
+        """The sampled metrics and the profiles' top functions (after the drill)."""
+        if self.sampler is None:
+            return {}
+        self.sampler.stop()
+        if self._profiler is not None:
+            self._profiler.join(timeout=self.profile_s + 60)
+        tops = {n: metrics.top(Path(p)) if not p.startswith("error") else p
+                for n, p in self.profiles.items()}
+        return {"metrics": self.sampler.summary(), "pprof": self.profiles, "pprof_top": tops}
+
     def stop(self) -> None:
         self.sup.stop_all(grace_s=2)
 
@@ -139,7 +177,7 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 
 def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
-            uses_helm: bool = False) -> dict[str, Any]:
+            uses_helm: bool = False, profile_s: int = 0) -> dict[str, Any]:
     """Run the drill; return its figures (and the peers' next to them). `uses_helm`: the
     user's script waits for HelmReleases too (the caller knows the repo)."""
     assert opts.run_id is not None
@@ -163,6 +201,7 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
         except HarnessError as exc:  # without the flux CLI the table says so
             flux_error = str(exc)
         peer_round = PeerRound(drill, opts.config, workdir, uses_helm=uses_helm)
+        peer_round.profile_s = profile_s
         peer_round.tools = {n: t.path for n, t in tools.items()}
         drill.listeners.append(peer_round.on_phase)
     sampler = RssSampler(opts.run_id)
@@ -194,6 +233,9 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
         start, end = marks[f"start:provision:{rnd}"], marks[f"end:converge:{rnd}"]
         spent = cpu[f"end:converge:{rnd}"] - cpu[f"start:provision:{rnd}"] - \
             sampler.cpu_between(start, end)
+        if peer_round is not None and peer_round.sampler is not None:
+            peer_round.sampler.stop()
+            spent -= peer_round.sampler.cpu_s  # the metrics sampler is measuring, not drdrill
         out["harness_cpu_s"] = round(spent, 3)
         out["harness_cpu_share_pct"] = round(100 * spent / (end - start), 2)
         out["cpu_window"] = f"round {rnd}" + ("" if ttr else " (did not converge)")
@@ -201,10 +243,13 @@ def measure(opts: DrillOptions, *, peers: bool, workdir: Path,
                                         / 1024, 1)
     out["cluster_peak_rss_mib"] = round(sampler.peak_kib / 1024, 1)
     out["flux"] = report.settings.get("flux", {})
+    out["critical_path"] = [dataclasses.asdict(h) for h in report.critical_path]
     if peer_round is not None and "start:provision:2" in marks and "end:converge:2" in marks:
         out["peers"] = _judge_peers(report, peer_round, marks)
         if flux_error:
             out["peers"]["flux_cli_error"] = flux_error
+    if peer_round is not None and profile_s > 0:
+        out["perf"] = peer_round.profile_result()
     return out
 
 
@@ -267,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", action="store_true")
     p.add_argument("--helm", action="store_true", help="the repo defines HelmReleases")
     p.add_argument("--report-root", type=Path, required=True)
+    p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                   help="sample the components' metrics and take CPU profiles this long")
     args = p.parse_args(argv)
     run_id = new_run_id("bench")
     workdir = args.out.parent / f"{args.out.stem}-work"
@@ -276,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                         converge_timeout_s=args.timeout,
                         flux=FluxSettings(requeue_dependency=args.requeue_dependency,
                                           concurrent=args.concurrent))
-    result = measure(opts, peers=args.peers, workdir=workdir, uses_helm=args.helm)
+    result = measure(opts, peers=args.peers, workdir=workdir, uses_helm=args.helm,
+                     profile_s=args.profile)
     result["load_avg_after"] = list(os.getloadavg())
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0 if result["verdict"] == "passed" else 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench import genrepo, stats
+from harness.bench.sections import REGISTERED
 from harness.command import Command, run
 from harness.errors import CommandError
 from harness.gc import run_processes
@@ -44,6 +45,9 @@ class BenchOptions:
     max_depth: int = 7
     baseline: bool = True
     """Also run Flux alone on each generated repo (harness.bench.alone)."""
+    profile_sizes: tuple[int, ...] = (200, 500)
+    """Sizes whose drdrill run also samples the components' metrics and CPU profiles."""
+    profile_s: int = 15
     parallel: tuple[int, ...] = (1, 2, 4)
     transitions: int = 50
     poll_samples: int = 10
@@ -104,7 +108,7 @@ def _child(module: str, args: Sequence[str], out: Path, env: dict[str, str],
 
 def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = None,
            inputs: Path | None = None, peers: bool = False, helm: bool = False,
-           flux: dict[str, Any] | None = None) -> dict[str, Any]:
+           flux: dict[str, Any] | None = None, profile_s: int = 0) -> dict[str, Any]:
     args = ["--repo", str(repo), "--report-root", str(opts.out_dir / "reports"),
             "--timeout", str(opts.timeout_s)]
     if cluster:
@@ -115,6 +119,8 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
         args.append("--peers")
     if helm:
         args.append("--helm")
+    if profile_s:
+        args += ["--profile", str(profile_s)]
     settings = flux or {}
     args += ["--requeue-dependency", str(settings.get("requeue_dependency",
                                                       PROFILES["fast"]["requeue_dependency"])),
@@ -146,7 +152,7 @@ def _scaling_row(opts: BenchOptions, size: int, profile: str, repos: Path) -> di
             opts.out_dir / f"{name}-alone.json", opts.extra_env, opts.timeout_s + 300)
         alone["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     row = _drill(opts, name, repo, cluster=genrepo.CLUSTER, flux=flux, peers=True,
-                 helm=plan.helm)
+                 helm=plan.helm, profile_s=opts.profile_s if size in opts.profile_sizes else 0)
     return scaling_figures(row, alone, size=size, profile=profile, plan=plan)
 
 
@@ -244,6 +250,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
                 "leftover_processes": sum(leftovers.values()),
                 "clashes": len(failed) + sum(1 for v in leftovers.values() if v),
                 "activity": activity()})
+    for name, section in REGISTERED.items():
+        if name in opts.sections:
+            say(f"{name}: measuring")
+            result[name] = section.measure(opts, say)
+            result["activity"][name] = activity()
     result["activity"]["end"] = activity()
     result["duration_s"] = round(time.monotonic() - t0, 1)
     return result

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench import stats
+from harness.bench.sections import REGISTERED
 
 TARGETS = {
     "detection_p95_s": 0.100,
@@ -206,6 +207,8 @@ def render(result: Mapping[str, Any]) -> str:
     scaling = result.get("scaling")
     if scaling:
         lines += scaling_section(scaling, cores)
+        lines += hops_section(scaling)
+        lines += profile_section(scaling)
     par = result.get("parallel")
     if par:
         lines += ["**5. Parallel drills** (full rebuilds of the sample repo, as processes)", ""]
@@ -214,6 +217,9 @@ def render(result: Mapping[str, Any]) -> str:
                           ", ".join(_s(t) for t in r.get("ttr_s") or []),
                           str(r.get("clashes")), _load(r.get("activity"), cores)]
                          for r in par])
+    for name, section in REGISTERED.items():
+        if result.get(name) is not None:
+            lines += list(section.render(result[name], cores))
     lines += ["**Targets**", ""]
     lines += _table(["target", "measured", ""], [[t, m, verdict(ok)]
                                                   for t, m, ok in targets(result)])
@@ -253,6 +259,67 @@ def scaling_section(rows: Sequence[Mapping[str, Any]], cores: int) -> list[str]:
                      "harness RSS", "last Ready → converged",
                      "load 1-min (after Flux alone; after drdrill)"], out)
     return lines
+
+
+def _hop(split: Mapping[str, Any] | None) -> str:
+    if not split:
+        return "-"
+    return " / ".join(_s(split.get(k)) for k in ("requeue_delay_s", "fetch_build_apply_s",
+                                                  "health_check_s"))
+
+
+def hops_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """drdrill's critical path per row, each hop split as the controllers logged it, next to
+    the same object's split in the Flux-alone run."""
+    out: list[list[str]] = []
+    for r in rows:
+        alone = (r.get("flux_alone") or {}).get("hops") or {}
+        for h in r.get("critical_path") or []:
+            if not str(h.get("ref", "")).startswith("Kustomization/"):
+                continue
+            out.append([f"{r.get('size')} {r.get('profile')}", str(h["ref"]).split("/")[-1],
+                        _s(h.get("ready_after_s")), _hop(h.get("split")),
+                        _hop(alone.get(h["ref"]))])
+    if not out:
+        return []
+    return ["**Where the time went** (each Kustomization on drdrill's critical path; from "
+            "kustomize-controller's log: requeue delay after its dependency was ready / "
+            "fetch + build + apply / health checks)", "", *_table(
+                ["row", "hop", "ready at", "drdrill run", "Flux alone"], out)]
+
+
+_PER_LABEL = (("workqueue_depth_max", "queue max", 1, ""),
+              ("reconcile_mean_s", "reconcile mean", 1000, " ms"),
+              ("queue_wait_mean_s", "queue wait mean", 1000, " ms"),
+              ("inflight_max", "in-flight max", 1, ""),
+              ("request_mean_ms", "mean latency", 1, " ms"))
+
+
+def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per profiled row, each component's CPU over the converge and what its metrics say."""
+    out: list[list[str]] = []
+    for r in rows:
+        comps = ((r.get("perf") or {}).get("metrics") or {})
+        for name, m in sorted(comps.items()):
+            if not isinstance(m, Mapping):
+                continue
+            notes = [f"{label} " + ", ".join(f"{k} {v * scale:.0f}{unit}"
+                                             for k, v in sorted(m[key].items()))
+                     for key, label, scale, unit in _PER_LABEL if m.get(key)]
+            if m.get("client_throttle_s") is not None:
+                notes.append(f"client-side throttling {m['client_throttle_s']:.1f} s over "
+                             f"{m.get('client_requests')} requests")
+            if m.get("backend_commits"):
+                notes.append(f"{m['backend_commits']} commits, mean "
+                             f"{m.get('backend_commit_mean_ms')} ms")
+            out.append([f"{r.get('size')} {r.get('profile')}", name, _s(m.get("cpu_s")),
+                        "; ".join(notes) or "-"])
+    if not out:
+        return []
+    return ["**Profile** (metrics sampled every 2 s over drdrill's rebuild converge; CPU "
+            "seconds used by each component in that window; profiles of the controllers in "
+            "the JSON, `perf.pprof_top`)", "", *_table(
+                ["row", "component", "CPU", "what its metrics say"], out)]
 
 
 def _loads(alone: Sequence[float] | None, drill: Sequence[float] | None, cores: int) -> str:

@@ -39,7 +39,7 @@ def trimmed(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {k: meta.get(k) for k in ("name", "namespace", "generation",
                                               "resourceVersion", "deletionTimestamp")},
-        "spec": {"suspend": (obj.get("spec") or {}).get("suspend")},
+        "spec": {k: (obj.get("spec") or {}).get(k) for k in ("suspend", "dependsOn")},
         "status": kept,
     }
 

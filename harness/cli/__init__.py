@@ -5,52 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.argtypes import positive_float, positive_int
+from harness.cli.progress import Progress
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
 from harness.report.redact import redact
 
 if TYPE_CHECKING:
     from harness.report.model import DrillReport
-
-
-class Progress:
-    """A live status line on a terminal (phase, objects ready, elapsed); plain lines otherwise.
-    Every line goes through the one redaction step."""
-
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.t0 = time.monotonic()
-        self._status = False
-
-    def __call__(self, line: str) -> None:
-        line = redact(line)
-        stamp = f"[{time.monotonic() - self.t0:6.1f}s]"
-        if self.tty and line.startswith(("converge:", "build:", "go:")):
-            self.stream.write(f"\r\x1b[2K{stamp} {line[:150]}")
-            self._status = True
-        else:
-            if self._status:
-                self.stream.write("\n")
-                self._status = False
-            self.stream.write(f"{stamp} {line}\n")
-        self.stream.flush()
-
-    def phase(self, event: str, record: object) -> None:
-        kind, _, name = event.partition(":")
-        if kind == "start":
-            self(f"phase {name} ...")
-        elif record is not None:
-            rec = record  # PhaseRecord
-            self(f"phase {name} (round {getattr(rec, 'round', '?')}): "
-                 f"{getattr(rec, 'outcome', '?')} in {getattr(rec, 'duration_s', 0):.1f}s")
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,7 +81,10 @@ def _cmd_drill(args: argparse.Namespace) -> int:
     drill = Drill(new_run_id())
     drill.listeners.append(progress.phase)
     opts = replace(opts, run_id=drill.run_id)
-    report, report_dir = run_drill(opts, progress=progress, drill=drill)
+    try:
+        report, report_dir = run_drill(opts, progress=progress, drill=drill)
+    finally:
+        progress.close()
     print_summary(report, report_dir)
     return 0 if report.verdict == "passed" else (1 if report.verdict == "failed" else 2)
 
@@ -215,10 +185,14 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     no cluster code (the drill's options come from the runner, providers and Flux)."""
     parser = argparse.ArgumentParser(prog="drdrill", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from harness.cli.init import add_init_command, version
+
+    parser.add_argument("--version", action="version", version=f"drdrill {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     from harness.cli.preflight import add_preflight_commands
 
     add_preflight_commands(sub)
+    add_init_command(sub)
     if light:
         return parser
     _add_drill(sub)

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.config import Config
 from harness.errors import ConfigError
-from harness.mirror.server import MirrorRegistry
+from harness.mirror.server import MirrorRegistry, mirror_dir
 
 
 def add_mirror_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,7 +153,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for r in [] if args.json else rows:
         print(f"{r['kind']:<5}  {r['repository']}:{r['tag']}  {r['digest'][:19]}")
     if not rows and not args.json:
-        print(f"the mirror is empty ({config.cache_dir / 'mirror'})")
+        print(f"the mirror is empty ({mirror_dir(config)})")
     return 0
 
 

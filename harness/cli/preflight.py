@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.config import Config
 from harness.errors import ConfigError, RepoError
 
-LIGHT_COMMANDS = ("preflight", "inventory")
+LIGHT_COMMANDS = ("preflight", "inventory", "init")
 
 
 def add_preflight_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,7 +20,8 @@ def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
         description="Binaries are pinned in harness/tools.toml and resolved in this order: "
                     "--tools-dir (DRDRILL_TOOLS_DIR), PATH at the pinned version, the cache, "
                     "a build from the Go module proxy with the machine's Go.")
-    sub = tools.add_subparsers(dest="tools_command", metavar="{ensure,list}", required=True)
+    sub = tools.add_subparsers(dest="tools_command", metavar="{ensure,list,pins}",
+                               required=True)
 
     ensure = sub.add_parser("ensure", help="resolve every pinned binary, building missing ones")
     ensure.add_argument("--tools-dir", type=Path, metavar="DIR",
@@ -36,7 +37,18 @@ def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
     listing.add_argument("--tools-dir", type=Path, metavar="DIR",
                          help="a folder holding the pinned binaries (checked first)")
     listing.set_defaults(func=cmd_list)
+
+    pins = sub.add_parser("pins", help="print a digest of every pin (a CI cache key that "
+                                       "changes whenever a pinned version does)")
+    pins.set_defaults(func=cmd_pins)
     return tools
+
+
+def cmd_pins(args: argparse.Namespace) -> int:
+    from harness.tools import pins_digest
+
+    print(pins_digest())
+    return 0
 
 
 def _progress(line: str) -> None:

@@ -31,7 +31,7 @@ START_TIMEOUT_S = 20.0
 
 def mirror_dir(config: Config) -> Path:
     """Where the mirror keeps its content across runs."""
-    return config.cache_dir / "mirror"
+    return config.mirror_dir or config.cache_dir / "mirror"
 
 
 def host_platform() -> str:

@@ -600,6 +600,7 @@ class KindProvider(DockerCliProvider):
         self.egress = check_policy(str(ctx.options.get("egress", "mirror")))
         self._mirror: Any = None
         self._mirror_seen: dict[str, Any] = {}
+        self._egress_seen: dict[str, Any] = {}
 
     def make_config(self, ctx: ProviderContext) -> dict[str, Any]:
         return kind_config(self.cluster, ctx.options)
@@ -683,6 +684,16 @@ class KindProvider(DockerCliProvider):
             self._check_egress_locked()
             if self.egress == "open":
                 self._open_egress()
+        if self._mirror is not None:
+            from harness.mirror.egress import guard_dns
+
+            guard_dns(api_client(self._kubeconfig))
+
+    @property
+    def mirror_address(self) -> str | None:
+        """host:port of the registry mirror the nodes pull from (the drill points Flux's chart
+        sources at it too), while the cluster exists."""
+        return self._mirror.registry.address if self._mirror is not None else None
 
     def _use_mirror(self, cfg: Path) -> None:
         """Run the drill's registry mirror on the run network's gateway (the one host address
@@ -728,13 +739,32 @@ class KindProvider(DockerCliProvider):
                            "--name", self.cluster).with_timeout(600))
 
     def delete(self) -> None:
-        if self._mirror is not None:  # before the workdir (its access log) goes
+        if self._mirror is not None:  # before the cluster and the workdir (its logs) go
             try:
                 self._mirror_seen = self._mirror.describe()
+                self._egress_seen = self._observe_egress()
             finally:
                 self._mirror.close()
                 self._mirror = None
         super().delete()
+
+    def _observe_egress(self) -> dict[str, Any]:
+        """What the guard refused, read from the live cluster (best effort: a cluster that
+        never came up has nothing to say, and that must not hide why)."""
+        from harness.mirror.egress import COUNTER_ARGV, observe, refused_packets
+
+        if not self._kubeconfig.exists():
+            return {}
+        try:
+            refused = {node: refused_packets(run(Command.of("docker", "exec", node,
+                                                            *COUNTER_ARGV).with_timeout(30),
+                                                 check=False).stdout)
+                       for node in self.containers(running=True)}
+            return observe(api_client(self._kubeconfig), self.egress, self._mirror_seen,
+                           refused=refused)
+        except Exception as exc:  # noqa: BLE001 - teardown must go on; the report says why
+            log.warning("reading what the egress guard refused failed: %s", exc)
+            return {"policy": self.egress, "error": str(exc)}
 
     def delete_command(self) -> Command:
         # --kubeconfig: kind would otherwise edit the user's ~/.kube/config
@@ -759,6 +789,7 @@ class KindProvider(DockerCliProvider):
                 "flux_images": self.flags.get("images") or flux_images(registry=self.registry),
                 "mirror": self._mirror.describe() if self._mirror is not None
                 else self._mirror_seen or {"policy": self.egress},
+                "egress": self._egress_seen,
                 "flags": {k: v for k, v in self.flags.items() if k != "images"}}
 
 

@@ -74,9 +74,54 @@ _MIME = {
 
 
 def history_id(report: DrillReport) -> str:
-    """Stable for the same scenario, provider, repo and cluster; the revision may change."""
-    key = "\x1f".join((report.scenario, report.provider, redact(report.repo), report.cluster))
+    """Stable for the same scenario, provider, repo and cluster; the revision may change, and so
+    may the checkout's path (a CI workspace): the repo is its `repo_id` (remote or name)."""
+    key = "\x1f".join((report.scenario, report.provider, redact(report.repo_id or report.repo),
+                       report.cluster))
     return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
+
+
+def group_title(report: DrillReport) -> str:
+    return (f"{report.scenario} on {report.provider}, {redact(report.repo_id or report.repo)}"
+            + (f" {report.cluster}" if report.cluster else ""))
+
+
+def metric_key(report: DrillReport, name: str) -> str:
+    """`drdrill.<history id>.<name>`: one series per scenario/provider/repo/cluster, so the
+    report of a whole fleet keeps each drill's time-to-ready apart (and its RTO gate too)."""
+    return f"drdrill.{history_id(report)}.{name}"
+
+
+def performance_metrics(report: DrillReport) -> list[dict[str, Any]]:
+    """Allure 3 performance results (`<uuid>-perf.json`): time-to-ready, each phase of the
+    recovery round, manual steps. Seconds, lower is better; none without a start time."""
+    start = _epoch_ms(report.started_at)
+    if start is None:
+        return []
+    group = history_id(report)
+    title = group_title(report)
+
+    def metric(name: str, label: str, value: float, unit: str, begin: int, seconds: float
+               ) -> dict[str, Any]:
+        return {"id": str(uuid.uuid5(_NAMESPACE, f"{report.run_id}:{name}")),
+                "key": metric_key(report, name), "value": round(value, 3),
+                "start": begin, "stop": begin + round(seconds * 1000),
+                "title": label, "unit": unit, "better": "lower",
+                "group": group, "groupTitle": title}
+
+    out = []
+    recovery = report.phases_in_round(report.recovery_round)
+    first = _epoch_ms(recovery[0].started_at) if recovery else None
+    if report.time_to_ready_s is not None:
+        out.append(metric("time_to_ready", "time-to-ready", report.time_to_ready_s, "s",
+                          first or start, report.time_to_ready_s))
+    for phase in recovery:
+        begin = _epoch_ms(phase.started_at) or start + round(phase.offset_s * 1000)
+        out.append(metric(f"phase.{phase.name}", f"recovery {phase.name}", phase.duration_s,
+                          "s", begin, phase.duration_s))
+    out.append(metric("manual_steps", "manual steps", len(report.recovery_manual_steps),
+                      "steps", start, 0.0))
+    return out
 
 
 def write_allure_results(report: DrillReport, results_dir: Path, *,
@@ -109,41 +154,19 @@ def write_allure_results(report: DrillReport, results_dir: Path, *,
     for stale in previous - {a.source for a in files}:
         (results_dir / stale).unlink(missing_ok=True)
 
+    metrics = performance_metrics(report)
+    if metrics:
+        write_report_file(results_dir / f"{result_uuid}-perf.json",
+                          json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     write_report_file(results_dir / "environment.properties", environment_properties(report))
     write_report_file(results_dir / "categories.json", json.dumps(CATEGORIES, indent=2) + "\n")
     return results_dir
 
 
-def carry_history(previous_report_dir: Path, results_dir: Path) -> list[Path]:
-    """Copy `history/` of a previously generated Allure HTML report (or that `history/` folder
-    itself) into `results_dir/history`, so `allure generate` continues the trend widgets.
-
-    Return the files copied; none (and a log line) when there is no previous history. The files
-    go through `write_report_file` like every report file: redacted, written atomically.
-    """
-    source = previous_report_dir
-    if source.name != "history" or not source.is_dir():
-        source = previous_report_dir / "history"
-    try:
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix == ".json")
-    except OSError as exc:
-        log.info("allure: no history to carry from %s: %s", source, exc.strerror or exc)
-        return []
-    copied: list[Path] = []
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("allure: not carrying %s: %s", path, exc)
-            continue
-        copied.append(write_report_file(results_dir / "history" / path.name, text))
-    return copied
-
-
 def environment_properties(report: DrillReport) -> str:
     """Allure's Environment widget: provider, tool versions and Flux settings, one per line."""
     pairs: list[tuple[str, str]] = [("provider", report.provider), ("cluster", report.cluster),
-                                    ("repo", report.repo)]
+                                    ("repo", report.repo_id or report.repo)]
     versions = report.settings.get("versions")
     if isinstance(versions, Mapping):
         pairs += [(f"version.{tool}", str(v)) for tool, v in sorted(versions.items())]
@@ -166,17 +189,18 @@ def _test_result(report: DrillReport, result_uuid: str, files: list[Attachment])
         status_details = StatusDetails(
             message=strip_control(report.error or f"drill {report.verdict}"))
     fig = figure_text(report)
+    repo = redact(report.repo_id or report.repo)
     headline = (f"**{report.verdict.upper()}**{' · ' + fig if fig else ''} · time-to-ready "
                 f"{fmt_seconds(report.time_to_ready_s)} · {rto_text(report)} · "
                 f"{manual_text(report)} in the recovery")
     return TestResult(
         uuid=result_uuid,
         historyId=history_id(report),
-        testCaseId=hashlib.md5(f"{report.scenario}\x1f{report.provider}".encode(),
-                               usedforsecurity=False).hexdigest(),
-        fullName=f"drdrill.{report.scenario}[{report.provider}]",
+        # One test case per drill of the fleet: a second cluster is another test, not a retry.
+        testCaseId=history_id(report),
+        fullName=f"drdrill.{report.scenario}[{report.provider}] {repo} {report.cluster}".rstrip(),
         titlePath=["drdrill", report.scenario],
-        name=f"{report.scenario} on {report.provider}",
+        name=group_title(report),
         description=headline,
         status=_STATUS[report.verdict],
         statusDetails=status_details,
@@ -187,7 +211,7 @@ def _test_result(report: DrillReport, result_uuid: str, files: list[Attachment])
         attachments=files,
         parameters=[
             Parameter(name="provider", value=report.provider),
-            Parameter(name="repo", value=report.repo),
+            Parameter(name="repo", value=report.repo_id or report.repo),
             Parameter(name="revision", value=report.revision),
             Parameter(name="cluster", value=report.cluster),
             Parameter(name="rto", value=fmt_seconds(report.rto_target_s)

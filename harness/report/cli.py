@@ -38,7 +38,8 @@ def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse
     """Register `report trend` and `report merge` on a CLI's subparsers; each sets `func`."""
     report: argparse.ArgumentParser = subparsers.add_parser(
         "report", help="work with drill reports (trends across runs, the fleet page)")
-    sub = report.add_subparsers(dest="report_command", metavar="{trend,merge}", required=True)
+    sub = report.add_subparsers(dest="report_command", metavar="{trend,merge,allure}",
+                                required=True)
     trend = sub.add_parser(
         "trend", help="time-to-ready per phase and manual steps over past runs; flags a "
                       "regression (exit 1)",
@@ -66,7 +67,30 @@ def add_report_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse
                             "(default fleet-report)")
     _rule_options(merge)
     merge.set_defaults(func=cmd_merge)
+    allure = sub.add_parser(
+        "allure", help="one Allure 3 report of the drills under DIR...: time-to-ready and phases "
+                       "as performance metrics, an RTO quality gate, history as JSONL",
+        description="Collect every allure-results folder under each DIR, generate one Allure 3 "
+                    "report (npm allure, pinned in harness/tools.toml, installed into the cache "
+                    "on first use) into --out. Each drill's time-to-ready, recovery phases and "
+                    "manual steps are performance metrics; a drill with an RTO gets a quality "
+                    "gate holding its time-to-ready to it (exit 1 when one fails). --history "
+                    "keeps Allure's history (JSONL) between runs: pass the same file every night.")
+    allure.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                        help="folders holding run folders (each with allure-results/)")
+    allure.add_argument("--out", type=Path, default=Path("allure-report"), metavar="DIR",
+                        help="where to write the report (default allure-report)")
+    allure.add_argument("--history", type=Path, metavar="FILE",
+                        help="Allure's history file (JSONL), read and appended to")
+    allure.add_argument("--name", default="drdrill", help="the report's title")
+    allure.set_defaults(func=_cmd_allure)
     return report
+
+
+def _cmd_allure(args: argparse.Namespace) -> int:
+    from harness.cli.allure import cmd_allure
+
+    return cmd_allure(args)
 
 
 def _warn(line: str) -> None:

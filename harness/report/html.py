@@ -58,6 +58,7 @@ def render_html(report: DrillReport) -> str:
         _objects(report),
         _where_the_time_went(report),
         _manual_steps(report),
+        _egress(report),
         _settings(report.settings),
         _notes(report),
         _diagnostics(report.diagnostics),
@@ -742,6 +743,37 @@ def _manual_steps(r: DrillReport) -> str:
         parts.append("<h3>External dependencies (must be reachable)</h3>\n"
                      + _table(("Kind", "URL", "Used by"), deps))
     return _section("manual", "Manual steps", "\n".join(parts))
+
+
+def _egress(r: DrillReport) -> str:
+    """What this recovery tried to reach (the mirror, the Git server) and what was refused."""
+    e = r.egress
+    if not e:
+        return ""
+    mirror = e.get("mirror") or {}
+    pulled = f"{int(mirror.get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
+    parts = [f"<p>Egress policy <b>{esc(e.get('policy', ''))}</b>"
+             + (f"; mirror {_code(mirror.get('address', ''))}, {esc(pulled)}" if mirror else "")
+             + ".</p>"]
+    reached = e.get("reached") or []
+    if reached:
+        parts.append("<h3>Reached</h3>\n" + _table(
+            ("What", "Host", "Through", "Pulls"),
+            [(esc(x.get("what", "")), _code(x.get("repository") or x.get("host")),
+              esc(x.get("through", "")), esc(x.get("pulls", ""))) for x in reached]))
+    blocked = e.get("blocked") or []
+    parts.append("<h3>Blocked</h3>\n" + (_table(
+        ("Pod", "Owner", "Host", "Refused by", "Attempts"),
+        [(_code(f"{b.get('namespace', '')}/{b.get('pod', '')}"), _code(b.get("owner", "")),
+          _code(b.get("host", "")), esc(b.get("refused_by", "")), esc(b.get("attempts", "")))
+         for b in blocked]) if blocked else "<p>Nothing was refused.</p>"))
+    writers = e.get("writers_blocked") or []
+    if writers:
+        parts.append("<h3>External writers blocked</h3>\n" + _table(
+            ("Pod", "Owner", "Would have written", "Host"),
+            [(_code(f"{w.get('namespace', '')}/{w.get('pod', '')}"), _code(w.get("owner", "")),
+              esc(w.get("writer", "")), _code(w.get("host", ""))) for w in writers]))
+    return _section("egress", "What this recovery tried to reach", "\n".join(parts))
 
 
 def _settings(settings: Mapping[str, Any]) -> str:

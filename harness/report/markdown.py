@@ -89,6 +89,7 @@ def render_markdown(report: DrillReport) -> str:
         _manual_steps(report),
         _automated_steps(report),
         _external(report),
+        _egress(report),
         _settings(report.settings),
         _error(report.error),
         _bullets("Left behind (remove with `drdrill gc --run-id " + report.run_id + "`)",
@@ -346,6 +347,37 @@ def _external(r: DrillReport) -> str:
                   for x in r.embedded_limits]
         out.append("### Not on the embedded cluster (kind or lab can)\n\n"
                    + _table(("Object", "Why"), limits))
+    return "\n\n".join(out)
+
+
+def _egress(r: DrillReport) -> str:
+    """What this recovery tried to reach: through the mirror, and what the guard refused."""
+    e = r.egress
+    if not e:
+        return ""
+    out = ["### What this recovery tried to reach\n\nEgress policy: "
+           + code(e.get("policy", ""))
+           + (f"; mirror {code(e['mirror'].get('address', ''))}, "
+              f"{int(e['mirror'].get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
+              if e.get("mirror") else "")]
+    reached = e.get("reached") or []
+    if reached:
+        out.append(_table(("Reached", "Host", "Through", "Pulls"),
+                          [(str(x.get("what", "")), code(x.get("repository") or x.get("host")),
+                            str(x.get("through", "")), str(x.get("pulls", "")))
+                           for x in reached]))
+    blocked = e.get("blocked") or []
+    out.append("Blocked:\n\n" + (_table(
+        ("Pod", "Owner", "Host", "Refused by", "Attempts"),
+        [(code(f"{b.get('namespace', '')}/{b.get('pod', '')}"), code(b.get("owner", "")),
+          code(b.get("host", "")), str(b.get("refused_by", "")), str(b.get("attempts", "")))
+         for b in blocked]) if blocked else "nothing was refused."))
+    writers = e.get("writers_blocked") or []
+    if writers:
+        out.append("### External writers blocked\n\n" + _table(
+            ("Pod", "Owner", "Would have written", "Host"),
+            [(code(f"{w.get('namespace', '')}/{w.get('pod', '')}"), code(w.get("owner", "")),
+              str(w.get("writer", "")), code(w.get("host", ""))) for w in writers]))
     return "\n\n".join(out)
 
 

@@ -153,6 +153,10 @@ class DrillReport:
     automated_steps: tuple[ManualStep, ...] = ()
     """What drdrill itself did that a recovery needs (provide the cluster, install Flux):
     listed, timed, and kept out of the manual-step count."""
+    egress: dict[str, Any] = field(default_factory=dict)
+    """What the recovery reached and what the drill's egress guard refused (kind): `policy`,
+    `reached[]`, `blocked[]` (namespace, pod, owner, host, via, writer), `writers_blocked[]`,
+    `mirror` (address, pulled bytes, misses). Empty where no guard runs (embedded)."""
     repo_id: str = ""
     """The repo wherever it is cloned: its remote (`github.com/org/fleet`) or its folder name.
     Trends and fleet pages group runs by it; `repo` is the local path of this run."""

@@ -29,6 +29,7 @@ from harness.tools.manifest import (
     flux_version,
     load_manifest,
     parse_manifest,
+    pins_digest,
 )
 from harness.tools.resolve import (
     ResolvedTool,
@@ -67,6 +68,7 @@ __all__ = [
     "list_tools",
     "load_manifest",
     "parse_manifest",
+    "pins_digest",
     "resolve_existing",
     "sha256_file",
 ]

@@ -5,11 +5,12 @@ Every other module of `harness.tools` reads pins from here; nothing else parses 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -159,6 +160,8 @@ class Manifest:
     flux_crds: tuple[CrdSource, ...]
     flux_release: str = ""
     """The one Flux release whose controllers are pinned together, e.g. "v2.9.2"."""
+    npm: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Node packages drdrill runs: name -> pinned version."""
 
     def family_tools(self, family: str) -> tuple[ToolSpec, ...]:
         return tuple(t for t in self.tools.values() if t.family == family)
@@ -249,12 +252,19 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
     crds = data.get("flux_crds", {})
     sources = tuple(CrdSource(str(s["module"]), str(s["version"]), str(s["dir"]))
                     for s in crds.get("sources", []))
+    npm = {str(k): str(v) for k, v in data.get("npm", {}).items()}
     return Manifest(MappingProxyType(tools), MappingProxyType(families),
                     str(crds.get("version", "")), sources,
-                    str(data.get("flux", {}).get("release", "")))
+                    str(data.get("flux", {}).get("release", "")), MappingProxyType(npm))
 
 
 _MANIFEST: Manifest | None = None
+
+
+def pins_digest() -> str:
+    """16 hex digits of the manifest's sha256: a cache key that changes with any pin."""
+    text = resources.files("harness").joinpath("tools.toml").read_bytes()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def load_manifest() -> Manifest:

@@ -227,3 +227,62 @@ def test_cli_import_list_prune(registry_binary, tmp_path, monkeypatch, capsys):
     assert "the mirror is empty" in capsys.readouterr().out
     blobs = tmp_path / "cache" / "mirror" / "docker" / "registry" / "v2" / "blobs"
     assert not [p for p in blobs.rglob("data")], "garbage collection left blobs behind"
+
+
+def _kustomize_build(kustomize: Path, folder: Path, resources: list[str],
+                     patches: list[dict]) -> list[dict]:
+    import subprocess
+
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+         "resources": resources, "patches": patches}))
+    out = subprocess.run([str(kustomize), "build", str(folder)], capture_output=True, text=True,
+                         check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_chart_sources_are_redirected_to_the_mirror_as_kustomize_applies_it(tmp_path,
+                                                                            kustomize_path):
+    """Two levels, as Flux applies them: the root Kustomization's patches give the child
+    Kustomization `apps` its own patches, and those rewrite the HelmRepositories."""
+    from harness.gitops.model import analyze
+    from harness.mirror.redirect import redirects
+    from tests.conftest import git_commit_tree
+
+    repo = tmp_path / "repo"
+    git_commit_tree([FIXTURE_REPOS / "kind-mirror"], repo)
+    model = analyze(repo, "clusters/dev", kustomize=kustomize_path, collect=True)
+    red = redirects(model.rendered, "Kustomization/flux-system/flux-system", "172.18.0.1:5000")
+    assert red.skipped == ()
+    assert sorted(red.changes) == [
+        "HelmRepository/web/fixtures: oci://ghcr.io/drdrill-fixtures/charts -> "
+        "oci://172.18.0.1:5000/ghcr.io/drdrill-fixtures/charts (the drill's registry mirror)",
+        "HelmRepository/web/stable: https://charts.drdrill-fixtures.example/stable -> "
+        "oci://172.18.0.1:5000/charts.drdrill-fixtures.example/stable (the drill's registry "
+        "mirror)"]
+    level1 = tmp_path / "level1"
+    level1.mkdir()
+    (level1 / "apps.yaml").write_text((repo / "clusters/dev/apps.yaml").read_text())
+    [apps] = _kustomize_build(kustomize_path, level1, ["apps.yaml"], list(red.patches))
+    level2 = repo / "apps" / "dev"
+    docs = _kustomize_build(kustomize_path, level2, ["namespace.yaml", "sources.yaml",
+                                                     "helmrelease.yaml", "deployment.yaml"],
+                            apps["spec"]["patches"])
+    sources = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HelmRepository"}
+    assert sources["fixtures"] == {"type": "oci", "interval": "1h", "insecure": True,
+                                   "url": "oci://172.18.0.1:5000/ghcr.io/drdrill-fixtures/charts"}
+    assert sources["stable"]["url"] == \
+        "oci://172.18.0.1:5000/charts.drdrill-fixtures.example/stable"
+    assert sources["stable"]["type"] == "oci" and sources["stable"]["insecure"] is True
+    # A child that has patches of its own keeps them: the redirect is appended.
+    with_own = yaml.safe_load((repo / "clusters/dev/apps.yaml").read_text())
+    with_own["spec"]["patches"] = [{"patch": "[]", "target": {"kind": "ConfigMap"}}]
+    (level1 / "apps.yaml").write_text(yaml.safe_dump(with_own))
+    from dataclasses import replace
+
+    rendered = [replace(o, doc=with_own) if o.kind == "Kustomization" and o.name == "apps"
+                else o for o in model.rendered]
+    red2 = redirects(rendered, "Kustomization/flux-system/flux-system", "172.18.0.1:5000")
+    [apps2] = _kustomize_build(kustomize_path, level1, ["apps.yaml"], list(red2.patches))
+    assert apps2["spec"]["patches"][0] == {"patch": "[]", "target": {"kind": "ConfigMap"}}
+    assert len(apps2["spec"]["patches"]) == 3

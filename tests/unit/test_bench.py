@@ -323,3 +323,24 @@ def test_flux_alone_reads_the_event_log_as_it_grows(tmp_path: Path) -> None:
     with path.open("a", encoding="utf-8") as fh:
         fh.write('}\n{"t": 3}\n')
     assert [e["t"] for e in log.read()] == [1, 2, 3]
+
+
+# --- added sections -------------------------------------------------------------------------
+
+def test_a_registered_section_is_measured_rendered_and_selectable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.bench import run, sections
+
+    monkeypatch.setattr(sections, "REGISTERED", {})
+    monkeypatch.setattr(run, "REGISTERED", sections.REGISTERED)
+    monkeypatch.setattr(table, "REGISTERED", sections.REGISTERED)
+    sections.register_section("mirror", measure=lambda opts, say: {"cold_s": 9.5},
+                              render=lambda res, cores: [f"mirror cold {res['cold_s']} s", ""])
+    with pytest.raises(ValueError, match="exists already"):
+        sections.register_section("scaling", measure=lambda o, s: 0, render=lambda r, c: [])
+    assert _sections("scaling,mirror") == ("scaling", "mirror")
+    opts = run.BenchOptions(repo=tmp_path, inputs=None, out_dir=tmp_path / "out",
+                            sections=("mirror",))
+    result = run.run_bench(opts, lambda line: None)
+    assert result["mirror"] == {"cold_s": 9.5} and "scaling" not in result
+    assert "mirror cold 9.5 s" in table.render(result)

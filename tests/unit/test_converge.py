@@ -318,3 +318,16 @@ def test_only_the_sync_source_must_be_at_the_commit():
     helm_oci = {"metadata": {"name": "charts", "namespace": "flux-system", "generation": 1},
                 "spec": {"type": "oci", "url": "oci://ghcr.io/x"}, "status": {}}
     assert readiness(helm_oci, "HelmRepository", revision=REV).ready
+
+
+def test_each_object_ready_or_failed_is_one_progress_line():
+    lines: list[str] = []
+    c = Converger(api=None, revision=REV, expected={"Kustomization/flux-system/b"},
+                  on_progress=lines.append)
+    fold(c, KUSTOMIZATIONS, ks("a"), 1.25)
+    fold(c, KUSTOMIZATIONS, ks("a"), 2.0)  # already ready: no second line
+    assert lines == ["ready: Kustomization/flux-system/a after 1.2s (1/2)"]
+    with pytest.raises(ObjectFailed):
+        fold(c, KUSTOMIZATIONS, ks("b", stalled=True), 3.0)
+    assert lines[1].startswith("failed: Kustomization/flux-system/b: ")
+    assert "path not found" in lines[1]

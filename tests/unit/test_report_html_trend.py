@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from harness.report import trend
-from harness.report.allure import carry_history
 from harness.report.cli import add_report_commands
 from harness.report.html import parse_duration, render_html, short_seconds, ttr_segments
 from harness.report.model import (
@@ -429,22 +428,3 @@ def test_report_trend_command(tmp_path, capsys):
     assert "more than --threshold percent AND by more than --floor seconds" in help_text
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "trend", "--window", "0"])
-
-
-# -- Allure history --------------------------------------------------------------------------
-
-def test_carry_history_copies_the_previous_reports_history(tmp_path):
-    previous = tmp_path / "allure-report"
-    (previous / "history").mkdir(parents=True)
-    trend_data = [{"buildOrder": 1, "data": {"passed": 1, "total": 1}}]
-    (previous / "history" / "history-trend.json").write_text(json.dumps(trend_data))
-    (previous / "history" / "history.json").write_text("{}")
-    results = tmp_path / "run" / "allure-results"
-    copied = carry_history(previous, results)
-    assert sorted(p.name for p in copied) == ["history-trend.json", "history.json"]
-    assert json.loads((results / "history" / "history-trend.json").read_text()) == trend_data
-    # The history folder itself works too, and a missing one is no error.
-    assert len(carry_history(previous / "history", tmp_path / "other")) == 2
-    assert carry_history(tmp_path / "never-generated", tmp_path / "third") == []
-    assert not (tmp_path / "third").exists()
-

@@ -342,7 +342,8 @@ def test_allure_result_steps_parameters_labels(tmp_path):
                          error="NotConverged: not converged at 4f6c2b1 within 300s")
     out = write_allure_results(report, tmp_path / "allure-results")
     result = _result(out)
-    assert result["name"] == "full-rebuild on embedded"
+    assert result["name"] == "full-rebuild on embedded, /srv/git/home-ops clusters/dev"
+    assert result["testCaseId"] == result["historyId"]  # one test case per drill of a fleet
     assert result["status"] == "failed"
     assert result["statusDetails"]["message"].startswith("NotConverged: not converged")
     assert [s["name"] for s in result["steps"]] == [
@@ -376,6 +377,32 @@ def test_allure_result_steps_parameters_labels(tmp_path):
     assert len(md) == 1 and md[0]["type"] == "text/markdown"
     assert re.fullmatch(r"[0-9a-f-]{36}-attachment\.md", md[0]["source"])
     assert (out / md[0]["source"]).read_text().startswith("## drdrill:")
+
+
+def test_allure_performance_metrics_are_ttr_phases_and_manual_steps(tmp_path):
+    """Allure 3 reads `*-perf.json`: one series per drill, keyed by its history id."""
+    import dataclasses
+
+    report = make_report()
+    out = write_allure_results(report, tmp_path / "allure-results")
+    perf = list(out.glob("*-perf.json"))
+    assert len(perf) == 1
+    metrics = {m["key"].rsplit(".", 1)[-1] if ".phase." not in m["key"]
+               else "phase." + m["key"].rsplit(".", 1)[-1]: m
+               for m in json.loads(perf[0].read_text())}
+    hid = _result(out)["historyId"]
+    assert metrics["time_to_ready"]["key"] == f"drdrill.{hid}.time_to_ready"
+    assert metrics["time_to_ready"]["value"] == report.time_to_ready_s
+    assert metrics["time_to_ready"]["unit"] == "s" and metrics["time_to_ready"]["better"] == "lower"
+    assert {k for k in metrics if k.startswith("phase.")} == {
+        f"phase.{p.name}" for p in report.phases_in_round(2)}
+    assert metrics["manual_steps"]["value"] == len(report.recovery_manual_steps)
+    # The same repo from another checkout is the same series; another cluster is not.
+    moved = write_allure_results(dataclasses.replace(report, repo="/elsewhere", repo_id="r"),
+                                 tmp_path / "a")
+    again = write_allure_results(dataclasses.replace(report, repo="/other", repo_id="r"),
+                                 tmp_path / "b")
+    assert _result(moved)["historyId"] == _result(again)["historyId"] != hid
 
 
 def test_allure_history_id_is_stable_across_runs(tmp_path):
