@@ -253,6 +253,16 @@ class GitServer:
         return self._httpd.requests if self._httpd else 0
 
     @property
+    def running(self) -> bool:
+        return self._httpd is not None and self.bare_repo.is_dir()
+
+    def branches(self) -> list[str]:
+        """The branches of the served repository (the one under test, and any pushed)."""
+        out = run(Command.of("git", "-C", str(self.bare_repo), "for-each-ref",
+                             "--format=%(refname:short)", "refs/heads/")).stdout
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+    @property
     def pushes(self) -> int:
         """Pushes received (to branches other than the one under test)."""
         return self._httpd.pushes if self._httpd else 0

@@ -37,6 +37,7 @@ from harness.diagnostics import collect_diagnostics
 from harness.errors import (
     ConfigError,
     DisasterIncomplete,
+    HarnessError,
     RepoError,
     ReportError,
     RolloutFailed,
@@ -172,6 +173,8 @@ class RunState:
     diagnostics: dict[str, str] = field(default_factory=dict)
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
     mirror_changes: list[str] = field(default_factory=list)
+    git_summary: dict[str, Any] = field(default_factory=dict)
+    """What was pushed to the drill's Git server (read before teardown removes it)."""
     """Sources the drill pointed at its registry mirror (local changes of the run)."""
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
     resources: Resources = field(default_factory=Resources)
@@ -545,6 +548,10 @@ def _keep_notice(s: RunState) -> None:
 
 
 def _collect(s: RunState, rnd: int) -> None:
+    if s.git is not None and s.git.running:
+        # What was pushed to the drill's own server (image automation), never to a remote.
+        with contextlib.suppress(HarnessError):
+            s.git_summary = {"pushes": s.git.pushes, "branches": s.git.branches()}
     if s.provider is None:
         return
     try:
@@ -594,6 +601,8 @@ def build_report(s: RunState, verdict: Verdict, error: BaseException | None,
         "local_run_changes": [*(s.model.local_changes if s.model else ()),
                               *s.scenario.local_changes, *s.mirror_changes],
     }
+    if s.git_summary:
+        settings["git_server"] = dict(s.git_summary)
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
         run_id=s.run_id, scenario=s.opts.scenario, provider=s.opts.provider,

@@ -47,7 +47,7 @@ def test_serves_the_commit_under_test_and_takes_pushes_only_to_other_branches(tm
         served = subprocess.run(["git", "ls-remote", server.url], check=True,
                                 capture_output=True, text=True).stdout
         assert f"{sha}\trefs/heads/main" in served and "refs/heads/image-updates" in served
-        assert server.pushes == 2
+        assert server.pushes == 2 and server.branches() == ["image-updates", "main"]
     assert not (tmp_path / "srv" / "repo.git").exists()
 
 
