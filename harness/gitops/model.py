@@ -601,7 +601,7 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
     sops_keys = _sops_key_patterns(walk)
     for v in found.values():
         if v["field"].startswith("spec.postBuild.substituteFrom"):
-            v["keys"] = sorted(set().union(*(walk.unset_vars.get(b, set()) for b in v["by"])))
+            v["keys"] = sorted(set().union(*(_vars_left_for(walk, b) for b in v["by"])))
         elif v["field"] in ("spec.decryption.secretRef", "kustomize-controller --sops-age-secret"):
             v["keys"] = sops_keys
     found.update(_namespaces_never_created(walk))
@@ -636,6 +636,27 @@ def _namespaces_never_created(walk: _Walk) -> dict[tuple[str, str, str], dict[st
         "by": refs[:5], "field": "metadata.namespace", "automatable": True, "status": "missing",
         "why": f"{len(refs)} object(s) live in it and nothing in the repository creates it "
                "(a platform or a bootstrap script must)"} for ns, refs in users.items()}
+
+
+def _vars_left_for(walk: _Walk, ks_ref: str) -> set[str]:
+    """The postBuild variables of `ks_ref` that only its one unknown substituteFrom source
+    (the manual input) can hold: unset offline, and in none of its sources the repo renders.
+    With two unknown sources, which holds what is not knowable: nothing is claimed."""
+    ks = walk.objects.get(ks_ref)
+    if ks is None:
+        return set()
+    left = set(walk.unset_vars.get(ks_ref, set()))
+    unknown = 0
+    for ref in (ks.spec.get("postBuild") or {}).get("substituteFrom") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        data = walk.values.get((str(ref.get("kind", "ConfigMap")), ks.namespace,
+                                str(ref.get("name"))))
+        if data is None:
+            unknown += 1
+        else:
+            left -= set(data)
+    return left if unknown == 1 else set()
 
 
 def _sops_key_patterns(walk: _Walk) -> list[str]:
