@@ -650,9 +650,11 @@ def _vars_left_for(walk: _Walk, ks_ref: str) -> set[str]:
     for ref in (ks.spec.get("postBuild") or {}).get("substituteFrom") or []:
         if not isinstance(ref, Mapping):
             continue
-        data = walk.values.get((str(ref.get("kind", "ConfigMap")), ks.namespace,
-                                str(ref.get("name"))))
-        if data is None:
+        key = (str(ref.get("kind", "ConfigMap")), ks.namespace, str(ref.get("name")))
+        data = walk.values.get(key)
+        by_others = any((o.kind, o.namespace, o.name) == key and o.owner != ks_ref
+                        for o in walk.rendered)
+        if data is None or not by_others:  # unknown offline, or only applied by ks itself
             unknown += 1
         else:
             left -= set(data)
