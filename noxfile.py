@@ -87,6 +87,7 @@ def report(session: nox.Session) -> None:
 # --- real cluster targets (issue 5) -----------------------------------------------------------
 
 LIVE_TESTS = str(Path("tests", "container", "test_live_kind_k3d.py"))
+MIRROR_LIVE_TESTS = str(Path("tests", "container", "test_live_kind_mirror.py"))
 FLUX_ONLY = ("--only", "source-controller", "kustomize-controller", "kustomize")
 KIND_TOOLS = ("kind", "kubelet", "kubeadm", "kube-proxy", "kubectl", "crictl", "coredns",
               "local-path-provisioner", "etcd", "kube-apiserver", "kube-controller-manager",
@@ -101,7 +102,7 @@ def drill_kind(session: nox.Session) -> None:
     _install(session)
     session.run("drdrill", "tools", "ensure", *FLUX_ONLY, *KIND_TOOLS)
     session.run("drdrill", "kind-image", "build")
-    session.run("pytest", "-m", "kind", "-rs", LIVE_TESTS, *session.posargs)
+    session.run("pytest", "-m", "kind", "-rs", LIVE_TESTS, MIRROR_LIVE_TESTS, *session.posargs)
 
 
 @nox.session(name="drill-k3d", default=False)

@@ -33,6 +33,15 @@ class Config:
     mirror_dir: Path | None = None
     """Where the registry mirror keeps images and charts across runs; default
     `<cache_dir>/mirror`."""
+    allow_download: bool = False
+    """Fetch missing binaries from their official releases / OCI images (checksums verified)
+    before building them. Off unless asked for (DRDRILL_ALLOW_DOWNLOAD=1, or a release/OCI
+    mirror is named): drdrill reaches no host on its own that the user did not choose."""
+    release_mirror: str | None = None
+    """A base URL laid out like the release sites (`<base>/github.com/...`, `<base>/dl.k8s.io/
+    ...`) that stands in for them: an air-gapped mirror, or the tests' local server."""
+    oci_mirror: str | None = None
+    """`ghcr.io=http://127.0.0.1:5000,...`: registries that stand in for the images' own."""
 
     @property
     def tools_cache(self) -> Path:
@@ -82,4 +91,7 @@ _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRDRILL_STATE_DIR": ("state_dir", Path),
     "DRDRILL_FLUX_PROFILE": ("flux_profile", _profile),
     "DRDRILL_MIRROR_DIR": ("mirror_dir", Path),
+    "DRDRILL_ALLOW_DOWNLOAD": ("allow_download", _bool),
+    "DRDRILL_RELEASE_MIRROR": ("release_mirror", str),
+    "DRDRILL_OCI_MIRROR": ("oci_mirror", str),
 }

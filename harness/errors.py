@@ -49,6 +49,8 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     ├── WaitTimeout                      a wait ran out of time (the last observation kept)
     ├── TeardownIncomplete               something the run made could not be released (named,
     │                                    with `drdrill gc --run-id` as the fix)
+    ├── OutputLost                       the console closed or a phase listener raised; the
+    │                                    drill went on, but its output is incomplete (named)
     └── ReportError                      a report could not be written (e.g. disk full)
 
     DrillInterrupted (BaseException)     SIGINT, SIGTERM or SIGHUP arrived -> "broken"; no
@@ -249,7 +251,7 @@ class PullRefused(MirrorError):
             f"policy {policy!r}, which lets the nodes reach only the drill's registry mirror, "
             f"and the mirror does not have it" + (f" ({detail})" if detail else ""),
             fix=f"`drdrill mirror prefetch --repo ...` (online) or `drdrill mirror import "
-                f"--image {image}`, then drill again; or --provider-option egress=open")
+                f"--image {image}`, then drill again; or --egress open")
 
 
 class GitServerError(HarnessError):
@@ -298,6 +300,22 @@ class TeardownIncomplete(HarnessError):
         super().__init__("\n".join(parts), fix=f"drdrill gc --run-id {run_id}")
 
 
+class OutputLost(HarnessError):
+    """The drill's own output broke: the console closed (a `| head` that exited, a CI log
+    stream that went away) or a phase listener raised. Never ends the drill; makes it broken."""
+
+    def __init__(self, what: str, phase: str | None, cause: BaseException) -> None:
+        self.what = what
+        self.phase = phase
+        self.exc = cause
+        self.cause = f"{type(cause).__name__}: {cause}"
+        where = f" during {phase}" if phase else ""
+        super().__init__(f"{what}{where} ({self.cause}); the drill went on and wrote its "
+                         "report, but its console output is incomplete",
+                         fix="keep the reader of drdrill's output open until it exits (e.g. "
+                             "`| tee log | head`), or read the report instead")
+
+
 class DrillInterrupted(BaseException):
     """A signal (SIGINT, SIGTERM, SIGHUP) ended the drill; the verdict is *broken*.
 
@@ -309,6 +327,14 @@ class DrillInterrupted(BaseException):
     def __init__(self, signal_name: str) -> None:
         self.signal_name = signal_name
         super().__init__(f"drill interrupted by {signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process the signal ended (SIGINT
+        130, SIGTERM 143, SIGHUP 129)."""
+        import signal
+
+        return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))
 
 
 class ReportError(HarnessError):

@@ -24,12 +24,12 @@ from harness.bench import judge, metrics, stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
 from harness.core.recorder import Drill
+from harness.drill import DrillOptions, new_run_id, run_drill
 from harness.errors import HarnessError
 from harness.flux import FluxSettings
 from harness.gc import run_processes
 from harness.gitops.flux_config import FAST_REQUEUE
 from harness.procs import Supervisor
-from harness.runner import DrillOptions, new_run_id, run_drill
 
 HEALTH_POLL_S = 5.0
 """kustomize-controller polls the health of wait: true objects every 5 s (not a flag)."""

@@ -33,3 +33,13 @@ def register_section(name: str, *, measure: Callable[[Any, Callable[[str], None]
     if name in SECTIONS or name in REGISTERED:
         raise ValueError(f"benchmark section {name!r} exists already")
     REGISTERED[name] = Section(name, measure, render)
+
+
+def _register_extensions() -> None:
+    """Sections that live with their subject (harness/mirror/bench.py: cold/warm mirror)."""
+    from harness.mirror.bench import register
+
+    register()
+
+
+_register_extensions()

@@ -51,6 +51,7 @@ def _body(plan: Plan, install: str, pins: str) -> str:
         "variables:",
         f"  DRDRILL_INSTALL: {q(install)}",
         "  DRDRILL_CACHE_DIR: \"$CI_PROJECT_DIR/.drdrill-cache\"",
+        "  DRDRILL_ALLOW_DOWNLOAD: \"1\"",
         "  PYTHONUNBUFFERED: \"1\"",
         "",
         "drdrill:",

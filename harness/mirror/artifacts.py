@@ -76,22 +76,28 @@ def layer_from_files(files: Mapping[str, bytes], out: Path, *, mode: int = 0o755
     return out
 
 
-def import_docker_image(dst: Registry, image: str, ref: ImageRef) -> str:
-    """`docker save` an image of the local engine and push it as `ref`'s mirror repository."""
+def push_docker_archive(dst: Registry, archive: Path, repo: str, tag: str) -> str:
+    """Push a `docker save`-format tarball (one image) as `repo:tag`; the manifest digest."""
     with tempfile.TemporaryDirectory(prefix="drdrill-import-") as tmp:
-        archive = Path(tmp) / "image.tar"
-        run(Command.of("docker", "save", "-o", archive, image).with_timeout(600),
-            fix=f"is {image} in the local Docker engine (`docker images`)?")
         with tarfile.open(archive) as tar:
-            tar.extractall(Path(tmp) / "x", filter="data")
-        root = Path(tmp) / "x"
+            tar.extractall(Path(tmp), filter="data")
+        root = Path(tmp)
         entries = json.loads((root / "manifest.json").read_text())
         if len(entries) != 1:
-            raise MirrorError(f"`docker save {image}` holds {len(entries)} images, expected 1")
+            raise MirrorError(f"{archive} holds {len(entries)} images, expected 1")
         entry = entries[0]
         config = json.loads((root / entry["Config"]).read_text())
         layers = [root / layer for layer in entry["Layers"]]
-        return push_image(dst, ref.mirror_repository, ref.tag, layers, config)
+        return push_image(dst, repo, tag, layers, config)
+
+
+def import_docker_image(dst: Registry, image: str, ref: ImageRef) -> str:
+    """`docker save` an image of the local engine and push it as `ref`'s mirror repository."""
+    with tempfile.TemporaryDirectory(prefix="drdrill-save-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        run(Command.of("docker", "save", "-o", archive, image).with_timeout(600),
+            fix=f"is {image} in the local Docker engine (`docker images`)?")
+        return push_docker_archive(dst, archive, ref.mirror_repository, ref.tag)
 
 
 def chart_metadata(archive: bytes) -> dict[str, Any]:

@@ -147,21 +147,41 @@ def reached(mirror: Mapping[str, Any], git_url: str | None = None) -> list[dict[
     out: list[dict[str, Any]] = []
     if git_url:
         out.append({"what": "git", "host": git_url, "through": "drill Git server"})
+    kinds = mirror.get("repository_kinds") or {}
     for repo, pulls in sorted((mirror.get("images_pulled") or {}).items()):
-        out.append({"what": "registry", "host": repo.split("/", 1)[0], "repository": repo,
+        out.append({"what": kinds.get(repo, "registry"), "host": repo.split("/", 1)[0],
+                    "repository": repo,
                     "through": f"drill mirror {mirror.get('address', '')}", "pulls": pulls})
     return out
 
 
+def proxy_blocked(proxy: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Hosts the `registries` proxy refused a node's containerd, one entry per (node, host)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in proxy.get("refused") or []:
+        key = (str(r.get("client", "")), str(r.get("host", "")))
+        if key in seen:
+            seen[key]["attempts"] += 1
+            continue
+        seen[key] = {"namespace": "", "pod": "", "owner": f"node {key[0]} (containerd)",
+                     "host": key[1], "via": "proxy", "refused_by": "allow-list proxy",
+                     "attempts": 1, "writer": None}
+    return list(seen.values())
+
+
 def summary(policy: str, mirror: Mapping[str, Any], blocked: list[dict[str, Any]], *,
-            refused_packets: Mapping[str, int] | None = None) -> dict[str, Any]:
+            refused_packets: Mapping[str, int] | None = None,
+            git_url: str | None = None) -> dict[str, Any]:
     """report.json's `egress`: policy, reached, blocked, writers (the blocked that write)."""
-    return {"policy": policy, "reached": reached(mirror), "blocked": blocked,
+    blocked = [*blocked, *proxy_blocked(mirror.get("proxy") or {})]
+    return {"policy": policy, "reached": reached(mirror, git_url), "blocked": blocked,
             "writers_blocked": [b for b in blocked if b.get("writer")],
             "refused_packets": dict(refused_packets or {}),
-            "mirror": {k: mirror.get(k) for k in ("address", "pulled_bytes", "missing",
-                                                  "first_pull_at", "last_pull_at")
-                       if k in mirror}}
+            "mirror": {**{k: mirror.get(k) for k in ("address", "pulled_bytes", "missing",
+                                                     "first_pull_at", "last_pull_at",
+                                                     "pull_span_s", "images_from_mirror",
+                                                     "charts_from_mirror") if k in mirror},
+                       "repositories_pulled": len(mirror.get("images_pulled") or {})}}
 
 
 # -- on a live cluster -------------------------------------------------------------------------
@@ -197,7 +217,8 @@ def guard_dns(api: Any) -> None:
 
 
 def observe(api: Any, policy: str, mirror: Mapping[str, Any], *,
-            refused: Mapping[str, int] | None = None) -> dict[str, Any]:
+            refused: Mapping[str, int] | None = None,
+            git_url: str | None = None) -> dict[str, Any]:
     """The `egress` summary of a live cluster: CoreDNS's log of outside names, mapped to the
     pods that asked (read before the cluster goes)."""
     from kubernetes.client import CoreV1Api
@@ -214,4 +235,5 @@ def observe(api: Any, policy: str, mirror: Mapping[str, Any], *,
         lines += str(text or "").splitlines()
     pods = request(api, "GET", "/api/v1/pods").get("items") or []
     blocked = blocked_lookups(parse_dns_log(lines), pods_by_ip(pods))
-    return summary(policy, mirror, blocked, refused_packets=refused)
+    return summary(policy, mirror, blocked, refused_packets=refused, git_url=git_url)
+

@@ -21,6 +21,22 @@ COMMON_REGISTRIES = ("docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.
 only known once it renders in the cluster, and they come from these."""
 
 
+PROXY_DROPIN = "/etc/systemd/system/containerd.service.d/drdrill-proxy.conf"
+NO_PROXY = ("localhost", "127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+            ".svc", ".cluster.local")
+"""What containerd reaches directly, not through the `registries` proxy: the mirror, the run
+network, cluster addresses."""
+
+
+def containerd_proxy_dropin(proxy_url: str, *, no_proxy: Iterable[str]) -> str:
+    """A systemd drop-in giving the node's containerd the allow-listing proxy."""
+    skip = ",".join(dict.fromkeys(no_proxy))
+    return ("# drdrill: --egress registries; pulls the mirror lacks go through the proxy\n"
+            "[Service]\n"
+            f'Environment="HTTP_PROXY={proxy_url}" "HTTPS_PROXY={proxy_url}" '
+            f'"NO_PROXY={skip}"\n')
+
+
 def upstream_server(registry: str) -> str:
     return "https://registry-1.docker.io" if registry == DOCKER_HUB else f"https://{registry}"
 

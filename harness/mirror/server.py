@@ -162,6 +162,17 @@ class PullStats:
     first_at: str | None
     last_at: str | None
 
+    @property
+    def span_s(self) -> float | None:
+        """Seconds from the first pull to the last (the access log's one-second stamps)."""
+        if not self.first_at or not self.last_at:
+            return None
+        from datetime import datetime
+
+        fmt = "%d/%b/%Y:%H:%M:%S %z"
+        return (datetime.strptime(self.last_at, fmt)
+                - datetime.strptime(self.first_at, fmt)).total_seconds()
+
 
 _ACCESS = re.compile(r'"(GET|HEAD) /v2/(?P<repo>.+?)/(?P<what>manifests|blobs)/(?P<ref>[^ ?"]+)'
                      r'[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)')

@@ -666,7 +666,7 @@ class KindProvider(DockerCliProvider):
         check_docker()
         self._node_image()
         kind, cfg = self._prepare()
-        if self.egress == "mirror":
+        if self.egress != "open":
             self._use_mirror(cfg)
         started = time.monotonic()
         run(kind_create_command(kind, self.cluster, cfg, self._kubeconfig,
@@ -701,10 +701,13 @@ class KindProvider(DockerCliProvider):
         to write is harness.mirror's business, never this provider's."""
         from harness.mirror.cluster import ClusterMirror
 
+        net = inspect_network(self.network)
+        subnets = [c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []
+                   if c.get("Subnet") and ":" not in c.get("Subnet")]
         self._mirror = ClusterMirror(
-            self.ctx.config, network_gateway(inspect_network(self.network)), self.ctx.run_id,
+            self.ctx.config, network_gateway(net), self.ctx.run_id,
             self.workdir / "mirror", tuple(self.ctx.options.get("mirror_registries", ())),
-            self.egress).__enter__()
+            self.egress, clients=tuple(subnets)).__enter__()
         self.config = self._mirror.kind_config(self.config)
         cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
@@ -760,8 +763,9 @@ class KindProvider(DockerCliProvider):
                                                             *COUNTER_ARGV).with_timeout(30),
                                                  check=False).stdout)
                        for node in self.containers(running=True)}
+            git = f"{self._relay.address[0]}:{self._relay.address[1]}" if self._relay else None
             return observe(api_client(self._kubeconfig), self.egress, self._mirror_seen,
-                           refused=refused)
+                           refused=refused, git_url=git)
         except Exception as exc:  # noqa: BLE001 - teardown must go on; the report says why
             log.warning("reading what the egress guard refused failed: %s", exc)
             return {"policy": self.egress, "error": str(exc)}

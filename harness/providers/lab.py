@@ -94,6 +94,10 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recover-to", choices=RECOVER_TO, default=None,
                    help="lab: rebuild on the same host or a host of the spare pool "
                         "(default: the inventory's recover_to, else same)")
+    g.add_argument("--egress", choices=("mirror", "registries", "open"), default=None,
+                   help="kind: what the cluster may reach: only the drill's registry mirror "
+                        "and Git server (mirror, the default), also the registries the repo "
+                        "names through an allow-listing proxy (registries), or anything (open)")
     g.add_argument("--provider-option", "-O", action="append", default=[], metavar="KEY=VALUE",
                    help="any provider option, e.g. -O k3s_version=v1.31.4+k3s1, "
                         "-O airgap_dir=DIR, -O image=kindest/node:v1.33.1 (repeatable)")
@@ -112,7 +116,7 @@ def provider_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if inventory is not None:
         options["inventory"] = str(inventory)
         load_inventory(inventory)  # a typo fails now, before any phase starts
-    for name in ("distribution", "recover_to"):
+    for name in ("distribution", "recover_to", "egress"):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value

@@ -751,7 +751,11 @@ def _egress(r: DrillReport) -> str:
     if not e:
         return ""
     mirror = e.get("mirror") or {}
-    pulled = f"{int(mirror.get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
+    span = mirror.get("pull_span_s")
+    pulled = (f"{mirror.get('images_from_mirror', 0)} images and "
+              f"{mirror.get('charts_from_mirror', 0)} charts from the mirror, "
+              f"{int(mirror.get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
+              + (f" over {float(span):.0f} s" if span is not None else ""))
     parts = [f"<p>Egress policy <b>{esc(e.get('policy', ''))}</b>"
              + (f"; mirror {_code(mirror.get('address', ''))}, {esc(pulled)}" if mirror else "")
              + ".</p>"]

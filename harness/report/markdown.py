@@ -350,6 +350,14 @@ def _external(r: DrillReport) -> str:
     return "\n\n".join(out)
 
 
+def _pulled(mirror: Mapping[str, Any]) -> str:
+    span = mirror.get("pull_span_s")
+    return (f"{mirror.get('images_from_mirror', 0)} images and "
+            f"{mirror.get('charts_from_mirror', 0)} charts from the mirror, "
+            f"{int(mirror.get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
+            + (f" over {float(span):.0f} s" if span is not None else ""))
+
+
 def _egress(r: DrillReport) -> str:
     """What this recovery tried to reach: through the mirror, and what the guard refused."""
     e = r.egress
@@ -358,8 +366,7 @@ def _egress(r: DrillReport) -> str:
     out = ["### What this recovery tried to reach\n\nEgress policy: "
            + code(e.get("policy", ""))
            + (f"; mirror {code(e['mirror'].get('address', ''))}, "
-              f"{int(e['mirror'].get('pulled_bytes') or 0) / 1e6:.1f} MB pulled"
-              if e.get("mirror") else "")]
+              + _pulled(e["mirror"]) if e.get("mirror") else "")]
     reached = e.get("reached") or []
     if reached:
         out.append(_table(("Reached", "Host", "Through", "Pulls"),

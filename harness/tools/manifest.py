@@ -58,6 +58,27 @@ FLUX_CRDS_DIR = "flux-crds"
 
 
 @dataclass(frozen=True)
+class ReleaseSpec:
+    """Where the official release publishes the binary, and the checksum file that vouches for
+    it. `{version}`, `{os}` and `{arch}` are filled in; `member` is the binary's path inside an
+    archive (none: the download is the binary)."""
+
+    url: str
+    checksums: str
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The official OCI image that carries the binary at `path`; `digest` pins its index (or
+    manifest) when given."""
+
+    ref: str
+    path: str
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     """One pinned binary, as `harness/tools.toml` describes it."""
 
@@ -71,6 +92,8 @@ class ToolSpec:
     expect_regex: str | None
     version_from: Literal["output", "buildinfo"]
     ldflags: tuple[str, ...]
+    release: ReleaseSpec | None = None
+    image: ImageSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +260,11 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
                 version_args=_strs(raw["version_args"], f"tools.{name}.version_args"),
                 version_regex=raw.get("version_regex"), expect_regex=raw.get("expect_regex"),
                 version_from=version_from,
-                ldflags=_strs(raw.get("ldflags", []), f"tools.{name}.ldflags"))
+                ldflags=_strs(raw.get("ldflags", []), f"tools.{name}.ldflags"),
+                release=ReleaseSpec(str(raw["release"]["url"]), str(raw["release"]["checksums"]),
+                                    raw["release"].get("member")) if "release" in raw else None,
+                image=ImageSpec(str(raw["image"]["ref"]), str(raw["image"]["path"]),
+                                raw["image"].get("digest")) if "image" in raw else None)
         except KeyError as exc:
             raise ManifestInvalid(f"tools.toml: tools.{name} lacks {exc.args[0]!r}") from exc
         if spec.family not in families:

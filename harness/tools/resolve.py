@@ -28,7 +28,7 @@ from harness.tools.manifest import ToolSpec, load_manifest
 
 log = logging.getLogger(__name__)
 
-Source = Literal["dir", "path", "cache", "built"]
+Source = Literal["dir", "path", "cache", "downloaded", "built"]
 
 VERSION_CHECK_TIMEOUT_S = 20.0
 
@@ -169,12 +169,21 @@ def from_cache(config: Config, spec: ToolSpec) -> ResolvedTool | None:
     return ResolvedTool(spec.name, spec.version, binary, "cache", sha)
 
 
-def install_into_cache(config: Config, spec: ToolSpec, fresh: Path) -> None:
+def install_into_cache(config: Config, spec: ToolSpec, fresh: Path, *,
+                       trust_unverifiable: bool = False) -> None:
     """Verify a fresh binary, then move it into the cache atomically (same filesystem).
 
     Raises Unusable when `fresh` is not the pinned version; the caller names where it came from.
+    `trust_unverifiable`: a download whose checksum or digest matched may lack a version
+    stamp (release builds without module info); it is used, and the log says so.
     """
-    verified(spec, fresh)
+    try:
+        verified(spec, fresh)
+    except Unusable as why:
+        if not (trust_unverifiable and why.unverifiable):
+            raise
+        log.warning("%s %s: cannot read its version (%s); trusted by its verified checksum",
+                    spec.name, spec.version, why.reason)
     target = cache_path(config, spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     sha = sha256_file(fresh)

@@ -84,3 +84,33 @@ def test_containerd_pulls_every_registry_from_the_mirror(containerd, tmp_path):
     assert stats.manifests["docker.io/library/busybox"] >= 1
     # The miss was asked of the mirror (and only there: the upstream server is the mirror).
     assert any(m.startswith("ghcr.io/nobody/absent") for m in stats.misses), stats
+
+
+def test_registries_policy_falls_back_through_the_allow_list_proxy(containerd, tmp_path):
+    """`--egress registries`: what the mirror lacks, containerd asks the upstream through the
+    proxy, which refuses a host not on its list (before any lookup) and logs it."""
+    import os
+
+    from harness.mirror.proxy import AllowListProxy
+
+    if shutil.which("tinyproxy") is None:
+        pytest.skip("tinyproxy is not installed (.ci/run installs Debian's)")
+    sock, _ = containerd
+    binary = ensure_tools(Config.from_env(), MIRROR_TOOLS)["registry"].path
+    with MirrorRegistry(binary, tmp_path / "storage", tmp_path / "work",
+                        f"test-{uuid.uuid4().hex[:6]}") as mirror, \
+            AllowListProxy(("registry.example.invalid",), tmp_path / "proxy",
+                           f"test-{uuid.uuid4().hex[:6]}") as proxy:
+        hosts = node_config(["ghcr.io"], mirror.address, fallback=True).write(tmp_path / "h")
+        assert 'server = "https://ghcr.io"' in (hosts / "ghcr.io" / "hosts.toml").read_text()
+        env = {**os.environ, "HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url,
+               "NO_PROXY": "127.0.0.1"}
+        res = subprocess.run([CTR or "ctr", "--address", sock, "--namespace", "drdrill-test",
+                              "content", "fetch", "--hosts-dir", str(hosts),
+                              "ghcr.io/nobody/absent:1"], capture_output=True, text=True,
+                             timeout=60, check=False, env=env)
+        assert res.returncode != 0
+        refused = proxy.refused()
+        misses = mirror.pulls().misses
+    assert any(m.startswith("ghcr.io/nobody/absent") for m in misses)  # the mirror first
+    assert {r["host"] for r in refused} == {"ghcr.io"}, refused  # then the proxy said no

@@ -61,3 +61,42 @@ def test_outside_names_are_answered_here_and_logged(tmp_path):
     assert [(q.client_ip, q.name, q.qtype, q.rcode) for q in lookups] == [
         ("127.0.0.1", "api.cloudflare.com", "A", "NXDOMAIN"),
         ("127.0.0.1", "hooks.slack.com", "A", "NXDOMAIN")]
+
+
+def test_the_whole_corefile_serves_both_halves(tmp_path):
+    """The full Corefile as a cluster runs it (the kubernetes plugin pointed at an address with
+    no API behind it): it parses, serves, answers an outside name NXDOMAIN itself and logs it,
+    and routes cluster names to the kubernetes plugin (not logged)."""
+    coredns = ensure_tools(Config.from_env(), ["coredns"])["coredns"].path
+    dns, health, ready, metrics, api = free_ports(5)
+    text = (COREFILE.replace("cluster.local:53 in-addr.arpa:53 ip6.arpa:53",
+                             f"cluster.local:{dns} in-addr.arpa:{dns} ip6.arpa:{dns}")
+            .replace(".:53 {", f".:{dns} {{")
+            .replace("health {", f"health :{health} {{")
+            .replace("    ready\n", f"    ready :{ready}\n")
+            .replace("prometheus :9153", f"prometheus 127.0.0.1:{metrics}")
+            .replace("pods insecure", f"endpoint http://127.0.0.1:{api}\n        pods insecure"))
+    (tmp_path / "Corefile").write_text(text)
+    log = (tmp_path / "coredns.log").open("wb")
+    proc = subprocess.Popen([str(coredns), "-conf", str(tmp_path / "Corefile")], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30  # the kubernetes plugin waits ~5 s for its API
+        while True:
+            try:
+                rcode = _query(dns, "api.cloudflare.com")
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "coredns.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "coredns.log").read_text()
+                time.sleep(0.3)
+        assert rcode == 3
+        _query(dns, "kubernetes.default.svc.cluster.local")  # answered by the plugin (unsynced)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    names = [q.name for q in parse_dns_log((tmp_path / "coredns.log").read_text().splitlines())]
+    assert "api.cloudflare.com" in names
+    assert not [n for n in names if n.endswith("cluster.local")]

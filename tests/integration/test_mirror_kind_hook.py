@@ -66,3 +66,42 @@ esac""")
         urllib.request.urlopen(f"http://{described['address']}/v2/", timeout=2)
     assert described["storage"] == str(tmp_path / "cache" / "mirror")
     assert not (tmp_path / "r1").exists()
+
+
+def test_registries_policy_adds_the_proxy_and_its_containerd_dropin(tmp_path, only_fakes):
+    import shutil as sh
+
+    from harness.mirror.nodes import PROXY_DROPIN
+
+    if sh.which("tinyproxy", path="/usr/bin:/usr/sbin:/bin") is None:
+        pytest.skip("tinyproxy is not installed (.ci/run installs Debian's)")
+    registry_dir = ensure_tools(Config.from_env(), MIRROR_TOOLS)["registry"].path.parent
+    inspect = json.loads((RECORDED / "docker-20.10-network-inspect.json").read_text())
+    inspect[0]["IPAM"]["Config"][0]["Gateway"] = "127.0.0.1"
+    (only_fakes / "NETINSPECT").write_text(json.dumps(inspect))
+    fake_cli(only_fakes, "docker", DOCKER_OK.replace("NETINSPECT", str(only_fakes / "NETINSPECT")))
+    seen = tmp_path / "seen"
+    fake_cli(only_fakes, "kind", f"""case "$1" in
+  version) cat {RECORDED / 'kind-v0.29.0-version.stdout'} ;;
+  create) cp "$6" {seen}.yaml; cp {tmp_path}/r1/mirror/containerd-proxy.conf {seen}.conf;
+          exit 1 ;;
+  delete) echo deleted >&2 ;;
+esac""")
+    cfg = Config.from_env(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache",
+                          tools_dir=registry_dir, allow_build=False)
+    provider = kind_mod.KindProvider(ProviderContext(
+        run_id=RUN_ID, cluster_name="r1", workdir=tmp_path / "r1", config=cfg,
+        options={"image": "kindest/node:v1.33.1", "mirror_registries": ["ghcr.io"],
+                 "egress": "registries"}))
+    with pytest.raises(CommandError):
+        provider.create()
+    given = yaml.safe_load((tmp_path / "seen.yaml").read_text())
+    paths = [m["containerPath"] for m in given["nodes"][0]["extraMounts"]]
+    assert paths == [CERTS_DIR, PROXY_DROPIN]
+    dropin = (tmp_path / "seen.conf").read_text()
+    proxy = provider.describe()["mirror"]["proxy"]
+    assert f'"HTTPS_PROXY={proxy["url"]}"' in dropin and proxy["url"].startswith("http://127.")
+    assert "ghcr.io" in proxy["allowed"] and "pkg-containers.githubusercontent.com" in \
+        proxy["allowed"]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(proxy["url"], timeout=2)  # stopped with the cluster

@@ -160,7 +160,7 @@ def test_prefetch_fills_an_empty_mirror_from_the_stand_in(registry_binary, tmp_p
         assert by_ref["https://charts.drdrill-fixtures.example/stable/greeter:1.2.x"] \
             .mirror_ref == "charts.drdrill-fixtures.example/stable/greeter:1.2.10"
         assert by_ref["ghcr.io/drdrill-fixtures/busybox:1.36"].used_by == \
-            ("Deployment/web/static",)
+            ("Deployment/web/external-dns", "Deployment/web/static")
 
         assert sorted(local.catalog()) == [
             "charts.drdrill-fixtures.example/stable/greeter",

@@ -257,7 +257,7 @@ def test_preflight_loads_no_cluster_code(fixture_repo, kustomize):
             f"    rc = main(['preflight', '--repo', {str(fixture_repo('chain3'))!r}, '--json'])\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')"
             " or m.startswith(('harness.providers', 'harness.kube', 'harness.flux',"
-            " 'harness.runner', 'harness.converge')))\n"
+            " 'harness.drill', 'harness.converge')))\n"
             "print(rc, bad)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)

@@ -129,6 +129,7 @@ def test_access_log_counts_pulls_and_misses(tmp_path):
     assert stats.blob_bytes == 1048576
     assert stats.misses == ("docker.io/o/x:9",)
     assert stats.first_at == "06/Dec/2026:04:10:00 +0000"
+    assert stats.span_s == 2.0
 
 
 def test_registry_config_keeps_only_host_platforms(tmp_path):
@@ -137,3 +138,21 @@ def test_registry_config_keeps_only_host_platforms(tmp_path):
     assert cfg["storage"]["filesystem"]["rootdirectory"] == str(tmp_path)
     assert cfg["validation"]["manifests"]["indexes"]["platformlist"] == [
         {"os": "linux", "architecture": "amd64"}]
+
+
+def test_bench_has_cold_and_warm_mirror_rows():
+    from harness.bench.cli import _sections
+    from harness.bench.sections import REGISTERED
+    from harness.mirror.bench import render
+
+    assert "kind-mirror" in REGISTERED
+    assert _sections("kind-mirror") == ("kind-mirror",)
+    lines = render({"rows": [
+        {"mirror": "cold", "prefetch_s": 3.2, "ttr_s": 61.5, "verdict": "passed",
+         "repositories_pulled": 4, "pulled_mib": 2.1, "pull_span_s": 9.0},
+        {"mirror": "warm", "prefetch_s": None, "ttr_s": 58.0, "verdict": "passed",
+         "repositories_pulled": 4, "pulled_mib": 2.1, "pull_span_s": 8.0}]}, 2)
+    assert "| cold | 3.2 s | 61.5 s | passed | 4 | 2.1 MiB | 9.0 s |" in lines
+    assert "| warm | - | 58.0 s | passed | 4 | 2.1 MiB | 8.0 s |" in lines
+    assert any(line.startswith("not measured: no Docker") for line in
+               render({"error": "no Docker engine"}, 2))
