@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from harness.flux import FluxSettings
+    from harness.gitops.flux_config import FAST_REQUEUE
     from harness.providers import registry
     from harness.scenarios import SCENARIOS
 
@@ -48,10 +48,14 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="converge deadline per round in seconds (default 300)")
     p.add_argument("--nodes", type=positive_int, default=3,
                    help="simulated nodes (embedded; default 3)")
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
-                   type=go_duration,
-                   help="Flux --requeue-dependency (drill default "
-                        f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
+    p.add_argument("--flux-profile", choices=("repo", "fast"), default=None,
+                   help="repo (default; DRDRILL_FLUX_PROFILE): the controllers, flags and "
+                        "feature gates the repo configures, Flux's defaults elsewhere; fast: "
+                        "drill-only tuning, "
+                        f"--requeue-dependency={FAST_REQUEUE} (TTR then predicts less)")
+    p.add_argument("--requeue-dependency", default=None, type=go_duration,
+                   help="override Flux --requeue-dependency for every controller that has it "
+                        "(default: the repo's own, else Flux's 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
     p.add_argument("--scenario-option", action="append", default=[], metavar="KEY=VALUE",
                    type=_key_value, help="a scenario's own knob (see `drdrill scenarios list "
@@ -76,7 +80,8 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         repo=args.repo, cluster=args.cluster, scenario=args.scenario, provider=args.provider,
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
-        nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
+        nodes=args.nodes, flux=FluxSettings(profile=args.flux_profile,
+                                                    requeue_dependency=args.requeue_dependency),
         config=config, provider_options=provider_options_from_args(args),
         scenario_options=dict(args.scenario_option), run_id=drill.run_id)
     with open_run(opts, progress=progress, drill=drill) as run:
