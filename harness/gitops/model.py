@@ -574,6 +574,13 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                 if need.why.startswith("secret-zero") and by.endswith(f"via {o.kind} {o.name})"):
                     why = (f"{need.why}; the ExternalSecret that would make it reads it through "
                            f"that very store: {by}")
+                elif o.kind == "HelmRelease" and any(
+                        by.endswith(f"via {k} {o.name})") for k in ("ClusterSecretStore",
+                                                                     "SecretStore")):
+                    # The release is the store's backend (1Password Connect): the ExternalSecret
+                    # that makes its credentials needs it running first.
+                    why = (f"{need.why}; made by an ExternalSecret through the store this release "
+                           f"serves, which needs it running first: {by}")
                 else:
                     status, why = "produced-at-runtime", f"produced at run time by {by}"
             entry = found.setdefault(key, {"by": [], "field": need.field, "automatable":

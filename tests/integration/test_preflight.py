@@ -311,3 +311,44 @@ def test_substitute_from_a_secret_the_same_kustomization_applies(tmp_path, kusto
     model = analyze(tmp_path, "clusters/dev", kustomize=kustomize)
     item = next(i for i in model.manual_inputs if i.name == "vars")
     assert item.required and "chicken-and-egg" in item.why and item.keys == ("DOMAIN",)
+
+
+def test_credentials_of_the_store_backend_made_through_that_store_are_manual(tmp_path,
+                                                                             kustomize):
+    (tmp_path / "clusters" / "dev").mkdir(parents=True)
+    (tmp_path / "clusters" / "dev" / "all.yaml").write_text("""\
+apiVersion: v1
+kind: Namespace
+metadata: {name: es}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: connect}
+spec:
+  provider:
+    onepassword:
+      connectHost: http://connect.es.svc:8080
+      auth:
+        secretRef:
+          connectTokenSecretRef: {name: connect-token, namespace: es, key: token}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: connect-creds, namespace: es}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: connect}
+  target: {name: connect-creds}
+  dataFrom: [{extract: {key: connect}}]
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: connect, namespace: es}
+spec:
+  interval: 1h
+  chart: {spec: {chart: connect, sourceRef: {kind: HelmRepository, name: op}}}
+  values:
+    connect: {credentialsName: connect-creds}
+""")
+    model = analyze(tmp_path, "clusters/dev", kustomize=kustomize)
+    creds = next(i for i in model.manual_inputs if i.name == "connect-creds")
+    assert creds.required and "the store this release serves" in creds.why
