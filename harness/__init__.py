@@ -14,7 +14,7 @@ _WHERE = {
     "Config": "harness.config",
     "Drill": "harness.core.recorder",
     "DrillFailure": "harness.errors",
-    "DrillOptions": "harness.runner",
+    "DrillOptions": "harness.drill",
     "DrillReport": "harness.report.model",
     "ExpectationFailed": "harness.errors",
     "FluxSettings": "harness.flux",
@@ -25,7 +25,7 @@ _WHERE = {
     "Scenario": "harness.core.scenario",
     "analyze": "harness.gitops.model",
     "ensure_tools": "harness.tools",
-    "run_drill": "harness.runner",
+    "run_drill": "harness.drill",
     "write_all": "harness.report.writers",
 }
 

@@ -43,9 +43,14 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   └── PullRefused                  a pod's image is neither in the mirror nor allowed by
     │                                    the egress policy (pod, image and policy named)
     ├── GitServerError
+    ├── DrillEnvironmentError            a Flux object failed for a cause in the drill itself: a
+    │                                    controller, flag or feature gate not provided, a remote
+    │                                    it cannot reach, a kind or webhook it cannot run (named)
     ├── WaitTimeout                      a wait ran out of time (the last observation kept)
     ├── TeardownIncomplete               something the run made could not be released (named,
     │                                    with `drdrill gc --run-id` as the fix)
+    ├── OutputLost                       the console closed or a phase listener raised; the
+    │                                    drill went on, but its output is incomplete (named)
     └── ReportError                      a report could not be written (e.g. disk full)
 
     DrillInterrupted (BaseException)     SIGINT, SIGTERM or SIGHUP arrived -> "broken"; no
@@ -253,6 +258,19 @@ class GitServerError(HarnessError):
     """The local Git smart-HTTP server could not serve the repository."""
 
 
+class DrillEnvironmentError(HarnessError):
+    """A Flux object failed, and the cause is the drill's environment, not the repository."""
+
+    def __init__(self, obj: str, reason: str, detail: str, cause: str, *,
+                 fix: str | None = None) -> None:
+        self.obj = obj
+        self.reason = reason
+        self.detail = detail
+        self.cause = cause
+        super().__init__(f"{obj} cannot converge in this drill: {cause} ({reason}: {detail})",
+                         fix=fix)
+
+
 class WaitTimeout(HarnessError):
     """A wait ran out of time; the message carries the last observation."""
 
@@ -282,6 +300,22 @@ class TeardownIncomplete(HarnessError):
         super().__init__("\n".join(parts), fix=f"drdrill gc --run-id {run_id}")
 
 
+class OutputLost(HarnessError):
+    """The drill's own output broke: the console closed (a `| head` that exited, a CI log
+    stream that went away) or a phase listener raised. Never ends the drill; makes it broken."""
+
+    def __init__(self, what: str, phase: str | None, cause: BaseException) -> None:
+        self.what = what
+        self.phase = phase
+        self.exc = cause
+        self.cause = f"{type(cause).__name__}: {cause}"
+        where = f" during {phase}" if phase else ""
+        super().__init__(f"{what}{where} ({self.cause}); the drill went on and wrote its "
+                         "report, but its console output is incomplete",
+                         fix="keep the reader of drdrill's output open until it exits (e.g. "
+                             "`| tee log | head`), or read the report instead")
+
+
 class DrillInterrupted(BaseException):
     """A signal (SIGINT, SIGTERM, SIGHUP) ended the drill; the verdict is *broken*.
 
@@ -293,6 +327,14 @@ class DrillInterrupted(BaseException):
     def __init__(self, signal_name: str) -> None:
         self.signal_name = signal_name
         super().__init__(f"drill interrupted by {signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process the signal ended (SIGINT
+        130, SIGTERM 143, SIGHUP 129)."""
+        import signal
+
+        return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))
 
 
 class ReportError(HarnessError):

@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def drill_options(pytestconfig: pytest.Config) -> Any:
     """DrillOptions from the command line (a fresh run id is set per scenario)."""
-    from harness.runner import DrillOptions
+    from harness.drill import DrillOptions
 
     repo = pytestconfig.getoption("--repo") or REPO_TOP
     cluster = pytestconfig.getoption("--cluster")
@@ -67,7 +67,7 @@ def drill_options(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def drill_recorder(request: pytest.FixtureRequest) -> Iterator[Drill]:
     """A Drill whose phases are Allure steps (when allure-pytest is active)."""
-    from harness.runner import new_run_id
+    from harness.drill import new_run_id
 
     drill = Drill(new_run_id())
     drill.listeners.append(_AllureSteps().on_phase)
@@ -117,16 +117,29 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture
 def run_scenario(drill_options: Any, drill_recorder: Drill, pytestconfig: pytest.Config,
                  ) -> Callable[..., DrillReport]:
-    """`run_scenario("full-rebuild", **overrides)` runs a drill and returns its report."""
-    from harness.runner import run_drill
+    """`run_scenario("full-rebuild", **overrides)` runs a drill and returns its report.
+
+    An interrupt (^C, SIGTERM, SIGHUP) ends the drill *and the session*, after the drill's
+    teardown and report: the next scenario must not start on a machine being shut down."""
+    from harness.drill import open_run
+    from harness.errors import DrillInterrupted
 
     def run(scenario: str = "full-rebuild", **overrides: Any) -> DrillReport:
         folder = _session_dir(pytestconfig)
         opts = replace(drill_options, scenario=scenario, run_id=drill_recorder.run_id,
                        report_dir=folder / drill_recorder.run_id, **overrides)
-        report, report_dir = run_drill(opts, drill=drill_recorder)
-        _attach_report(report, report_dir)
-        return report
+        with open_run(opts, drill=drill_recorder) as drill_run:
+            drill_run.execute()
+        if drill_run.interrupted_by is not None:
+            pytest.exit(f"drill {drill_recorder.run_id} interrupted by "
+                        f"{drill_run.interrupted_by}; its report is in "
+                        f"{drill_run.plan.report_dir}",
+                        returncode=DrillInterrupted(drill_run.interrupted_by).exit_code)
+        if drill_run.report_error is not None:
+            raise drill_run.report_error
+        assert drill_run.report is not None
+        _attach_report(drill_run.report, drill_run.plan.report_dir)
+        return drill_run.report
 
     return run
 
@@ -134,9 +147,9 @@ def run_scenario(drill_options: Any, drill_recorder: Drill, pytestconfig: pytest
 @pytest.fixture
 def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real embedded cluster (etcd, kube-apiserver, kcm, scheduler, kwok), deleted after."""
+    from harness.drill import new_run_id
     from harness.providers import ProviderContext
     from harness.providers.embedded import EmbeddedProvider
-    from harness.runner import new_run_id
     from harness.tools import EMBEDDED_TOOLS, FLUX_TOOLS, ensure_tools
 
     config = Config.from_env()
@@ -152,13 +165,14 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def flux_runtime(embedded_cluster: Any) -> Iterator[Any]:
     """Flux (pinned CRDs + source/kustomize controllers) installed on `embedded_cluster`."""
-    from harness.flux import FluxRuntime
+    from harness.flux import FluxRuntime, FluxSettings
     from harness.kube import api_client
     from harness.tools import flux_crds
 
     api = api_client(embedded_cluster.kubeconfig)
-    runtime = FluxRuntime(embedded_cluster, api, embedded_cluster.ctx.tools,
-                          flux_crds(embedded_cluster.ctx.config))
+    config = embedded_cluster.ctx.config
+    runtime = FluxRuntime(embedded_cluster, api, embedded_cluster.ctx.tools, flux_crds(config),
+                          FluxSettings(profile=config.flux_profile))
     runtime.install()
     try:
         yield runtime

@@ -121,9 +121,11 @@ class Sampler(threading.Thread):
                 self.errors[name] = str(exc)
         if self.api is not None:
             try:
-                resp = self.api.call_api("/metrics", "GET", auth_settings=["BearerToken"],
-                                         _preload_content=False, _request_timeout=5)
-                texts["kube-apiserver"] = resp[0].data.decode(errors="replace")
+                # kubernetes-client 37: call_api(method, url) -> RESTResponse
+                resp = self.api.call_api("GET", f"{self.api.configuration.host}/metrics",
+                                         _request_timeout=5)
+                resp.read()
+                texts["kube-apiserver"] = resp.data.decode(errors="replace")
             except Exception as exc:  # noqa: BLE001 - a missed sample is recorded, not fatal
                 self.errors["kube-apiserver"] = str(exc)[:200]
         return texts
@@ -250,7 +252,11 @@ def cpu_profile(run_id: str, names: Iterable[str], seconds: int, dest: Path) -> 
 def top(profile: Path, nodes: int = 12) -> str:
     """`go tool pprof -top` of a saved profile (Go's profiles carry their symbols)."""
     from harness.command import Command, run
+    from harness.errors import CommandError
 
-    res = run(Command.of("go", "tool", "pprof", "-top", f"-nodecount={nodes}",
-                         str(profile)).with_timeout(60), check=False)
+    try:  # the first use builds pprof itself: minutes on a busy machine
+        res = run(Command.of("go", "tool", "pprof", "-top", f"-nodecount={nodes}",
+                             str(profile)).with_timeout(300), check=False)
+    except CommandError as exc:
+        return f"error: {exc}"
     return res.stdout if res.returncode == 0 else f"error: {res.stderr.strip()[-300:]}"

@@ -24,11 +24,12 @@ from harness.bench import judge, metrics, stats
 from harness.bench.peers import Peer, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
 from harness.core.recorder import Drill
+from harness.drill import DrillOptions, new_run_id, run_drill
 from harness.errors import HarnessError
 from harness.flux import FluxSettings
 from harness.gc import run_processes
+from harness.gitops.flux_config import FAST_REQUEUE
 from harness.procs import Supervisor
-from harness.runner import DrillOptions, new_run_id, run_drill
 
 HEALTH_POLL_S = 5.0
 """kustomize-controller polls the health of wait: true objects every 5 s (not a flag)."""
@@ -305,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster")
     p.add_argument("--inputs", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency)
-    p.add_argument("--concurrent", type=int, default=FluxSettings.concurrent)
+    p.add_argument("--requeue-dependency", default=FAST_REQUEUE)
+    p.add_argument("--concurrent", type=int, default=6)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--peers", action="store_true")
     p.add_argument("--helm", action="store_true", help="the repo defines HelmReleases")

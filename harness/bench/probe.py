@@ -23,8 +23,8 @@ from harness.bench import judge, stats
 from harness.bench.one import _events
 from harness.bench.peers import FLUX_POLL_S, exit_of, flux_watch_ready, kubectl_met, start_peer
 from harness.config import Config
+from harness.drill import new_run_id
 from harness.procs import Supervisor
-from harness.runner import new_run_id
 
 REVISION = "main@sha1:" + "0" * 40
 NAMESPACE = "flux-system"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from harness.flux import FluxSettings
+    from harness.gitops.flux_config import FAST_REQUEUE
     from harness.scenarios import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
@@ -42,9 +42,14 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="converge deadline per round in seconds (default 300)")
     p.add_argument("--nodes", type=positive_int, default=3,
                    help="simulated nodes (embedded; default 3)")
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
-                   help="Flux --requeue-dependency (drill default "
-                        f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
+    p.add_argument("--flux-profile", choices=("repo", "fast"), default=None,
+                   help="repo (default; DRDRILL_FLUX_PROFILE): the controllers, flags and "
+                        "feature gates the repo configures, Flux's defaults elsewhere; fast: "
+                        "drill-only tuning, "
+                        f"--requeue-dependency={FAST_REQUEUE} (TTR then predicts less)")
+    p.add_argument("--requeue-dependency", default=None,
+                   help="override Flux --requeue-dependency for every controller that has it "
+                        "(default: the repo's own, else Flux's 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
     p.add_argument("--scenario-option", action="append", default=[], metavar="KEY=VALUE",
                    type=_key_value, help="a scenario's own knob (see `drdrill scenarios list "
@@ -56,31 +61,52 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
+    from harness.core.recorder import Drill
+    from harness.drill import DrillOptions, new_run_id, open_run
     from harness.flux import FluxSettings
     from harness.providers.lab import provider_options_from_args
-    from harness.runner import DrillOptions, run_drill
 
     config = Config.from_env(tools_dir=args.tools_dir)
+    progress = Progress()
+    drill = Drill(new_run_id())
+    drill.listeners.append(progress.phase)
     opts = DrillOptions(
         repo=args.repo, cluster=args.cluster, scenario=args.scenario, provider=args.provider,
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
-        nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
+        nodes=args.nodes, flux=FluxSettings(profile=args.flux_profile,
+                                                    requeue_dependency=args.requeue_dependency),
         config=config, provider_options=provider_options_from_args(args),
-        scenario_options=dict(args.scenario_option))
-    progress = Progress()
-    from harness.core.recorder import Drill
-    from harness.runner import new_run_id
+        scenario_options=dict(args.scenario_option), run_id=drill.run_id)
+    with open_run(opts, progress=progress, drill=drill) as run:
+        run.execute()
+    _quietly(progress.close)
+    if run.report_error is not None:
+        _say_safely(f"drdrill: error: {redact(str(run.report_error))}", sys.stderr)
+    elif run.report is not None:
+        summary = io.StringIO()
+        print_summary(run.report, run.plan.report_dir, summary)
+        _say_safely(summary.getvalue(), sys.stdout, end="")
+    return run.exit_code
 
-    drill = Drill(new_run_id())
-    drill.listeners.append(progress.phase)
-    opts = replace(opts, run_id=drill.run_id)
+
+def _say_safely(text: str, stream: TextIO, *, end: str = "\n") -> None:
+    """The last words of a drill: its report is written, so a closed console costs nothing."""
+
+    def say() -> None:
+        stream.write(text + end)
+        stream.flush()
+
+    _quietly(say)
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    from harness.core.engine import silence_closed_streams
+
     try:
-        report, report_dir = run_drill(opts, progress=progress, drill=drill)
-    finally:
-        progress.close()
-    print_summary(report, report_dir)
-    return 0 if report.verdict == "passed" else (1 if report.verdict == "failed" else 2)
+        write()
+    except OSError:
+        silence_closed_streams()
 
 
 def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdout) -> None:
@@ -242,10 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except HarnessError as exc:
-        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
+        _say_safely(f"drdrill: error: {redact(str(exc))}", sys.stderr)
         return 2
-    except (KeyboardInterrupt, DrillInterrupted):
-        print("drdrill: interrupted", file=sys.stderr)
+    except DrillInterrupted as exc:
+        _say_safely(f"drdrill: {exc}", sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say_safely("drdrill: interrupted", sys.stderr)
         return 130
 
 

@@ -26,6 +26,8 @@ def add_preflight_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
         p.add_argument("--cluster", help="repo-relative folder of the cluster's Flux objects "
                                          "(default: the only one the repo syncs)")
         p.add_argument("--inputs", type=Path, help="folder of manifests for the manual inputs")
+        p.add_argument("--revision", default="HEAD",
+                       help="commit to read (default HEAD; the working tree is never read)")
         fmt = p.add_mutually_exclusive_group()
         fmt.add_argument("--json", dest="format", action="store_const", const="json",
                          help="print JSON")
@@ -51,6 +53,7 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
                              progress=lambda line: print(line, file=sys.stderr))["kustomize"]
     try:
         data = pf.run_preflight(args.repo, args.cluster, args.inputs, kustomize=kustomize.path,
+                                revision=args.revision,
                                 runnable=lambda tool: _resolvable(config, tool))
     except (RepoError, ConfigError) as exc:
         data = pf.error_data(args.repo, args.cluster, exc)

@@ -80,6 +80,8 @@ class Progress:
             self._held = line  # said when the phase ends, or when 15 s have passed
 
     def _line(self, line: str) -> None:
+        if line.startswith(("ready:", "failed:")):
+            self._held = ""  # an object line is newer than the status held back
         if self.tty and self._live:
             # Print above the live line, then draw it again below.
             self._write(f"\r\x1b[2K{self._stamp()} {line}\n{self._live}")

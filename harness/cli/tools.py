@@ -20,7 +20,7 @@ def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
         description="Binaries are pinned in harness/tools.toml and resolved in this order: "
                     "--tools-dir (DRDRILL_TOOLS_DIR), PATH at the pinned version, the cache, "
                     "a build from the Go module proxy with the machine's Go.")
-    sub = tools.add_subparsers(dest="tools_command", metavar="{ensure,list,pins}",
+    sub = tools.add_subparsers(dest="tools_command", metavar="{ensure,list,pack,unpack,pins}",
                                required=True)
 
     ensure = sub.add_parser("ensure", help="resolve every pinned binary, building missing ones")
@@ -38,10 +38,43 @@ def add_tools_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
                          help="a folder holding the pinned binaries (checked first)")
     listing.set_defaults(func=cmd_list)
 
+    packing = sub.add_parser("pack", help="write the resolved tools and Flux CRDs into one "
+                                          "archive (a CI cache, an air-gapped machine); never "
+                                          "builds")
+    packing.add_argument("archive", type=Path, metavar="FILE.tar.gz")
+    packing.add_argument("--only", nargs="+", action="extend", metavar="NAME",
+                         choices=ALL_TOOL_NAMES, help="only these tools (default: those "
+                                                      "`tools ensure` resolves)")
+    packing.add_argument("--tools-dir", type=Path, metavar="DIR",
+                         help="a folder holding the pinned binaries (checked first)")
+    packing.set_defaults(func=cmd_pack)
+    unpacking = sub.add_parser("unpack", help="check every sum and version in an archive of "
+                                              "`tools pack`, then put it into the cache")
+    unpacking.add_argument("archive", type=Path, metavar="FILE.tar.gz")
+    unpacking.set_defaults(func=cmd_unpack)
+
     pins = sub.add_parser("pins", help="print a digest of every pin (a CI cache key that "
                                        "changes whenever a pinned version does)")
     pins.set_defaults(func=cmd_pins)
     return tools
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from harness.tools.pack import pack
+
+    index = pack(Config.from_env(tools_dir=args.tools_dir), args.archive, args.only,
+                 progress=_progress)
+    print(f"{args.archive}: {len(index['tools'])} tools"
+          + (", the Flux CRDs" if index["flux_crds"] else "") + f" (pins {index['pins']})")
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    from harness.tools.pack import unpack
+
+    installed = unpack(Config.from_env(), args.archive, progress=_progress)
+    print(f"{args.archive}: {len(installed)} tools into the cache")
+    return 0
 
 
 def cmd_pins(args: argparse.Namespace) -> int:

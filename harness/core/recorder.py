@@ -1,6 +1,6 @@
 """The drill recorder: times phases through one wrapper, records manual steps and objects.
 
-`Drill` knows nothing of clusters; the scenario runner (harness.runner) drives it. Time-to-ready
+`Drill` knows nothing of clusters; the engine (harness.core.engine) drives it. Time-to-ready
 falls out of the phase records: nobody computes it by hand. Phase errors are redacted here, at
 the source, so every consumer (console, pytest and Allure steps, report writers) gets them clean.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import DrillFailure, DrillInterrupted
+from harness.errors import DrillFailure, DrillInterrupted, OutputLost
 from harness.report.model import ManualStep, Outcome, PhaseRecord
 from harness.report.redact import redact
 
@@ -70,6 +70,13 @@ class Drill:
     """What drdrill did itself (provide the cluster, install Flux): not manual steps."""
     marks: dict[tuple[str, int], float] = field(default_factory=dict)
     """Monotonic time of named moments per round; `converged` ends time-to-ready."""
+    output_lost: list[OutputLost] = field(default_factory=list)
+    """Listeners that raised (each is dropped after its first failure): a broken listener is
+    recorded and never ends the drill."""
+    on_listener_error: Callable[[OutputLost], None] | None = None
+    """Told of each listener failure (the engine turns a closed console off)."""
+    current: str | None = None
+    """The phase running now (for messages that say where something happened)."""
 
     def __post_init__(self) -> None:
         self.t0 = self.clock()
@@ -87,10 +94,10 @@ class Drill:
         wall = utcnow_iso(self.wall())
         detail: dict[str, Any] = {}
         error: BaseException | None = None
+        self.current = name
         try:
             # Inside the try: a signal that lands while a listener prints still leaves a record.
-            for listener in self.listeners:
-                listener(f"start:{name}", None)
+            self._notify(f"start:{name}", None)
             yield detail
         except BaseException as exc:
             error = exc
@@ -101,8 +108,22 @@ class Drill:
                 outcome=outcome_of(error), error=describe_error(error), round=rnd,
                 offset_s=round_s(started - self.t0), detail=detail)
             self.phases.append(record)
-            for listener in self.listeners:
-                listener(f"end:{name}", record)
+            self._notify(f"end:{name}", record)
+
+    def _notify(self, event: str, record: PhaseRecord | None) -> None:
+        """Tell every listener; one that raises is recorded, dropped, and the others still run
+        (an interrupt, a BaseException, still goes through)."""
+        for listener in list(self.listeners):
+            try:
+                listener(event, record)
+            except Exception as exc:  # noqa: BLE001 - output must never end the drill
+                with contextlib.suppress(ValueError):
+                    self.listeners.remove(listener)
+                name = getattr(listener, "__qualname__", type(listener).__name__)
+                lost = OutputLost(f"phase listener {name} raised", self.current, exc)
+                self.output_lost.append(lost)
+                if self.on_listener_error is not None:
+                    self.on_listener_error(lost)
 
     @contextlib.contextmanager
     def manual_step(self, id: str, description: str, *, automatable: bool,

@@ -1,7 +1,7 @@
 """A scenario is data plus hooks on the one engine: its phases, the disaster it inflicts, the
 recovery action it takes, its checks and its expectation, and the recovery figures it reports.
 
-The engine (harness.runner) runs `phases` in order and calls the hooks by role; it knows no
+The engine (harness.drill) runs `phases` in order and calls the hooks by role; it knows no
 scenario by name. A new scenario is one module under harness/scenarios/ that builds a
 `Scenario` and is listed once in harness/scenarios/__init__.py.
 """

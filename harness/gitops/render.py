@@ -249,16 +249,20 @@ class Artifact:
         self.top = top
         self.kustomize = kustomize
         self.dir = Path(tempfile.mkdtemp(prefix="drdrill-artifact-"))
-        self.files = set(source_files(top, ignore))
-        for rel in self.files:
-            src, dst = top / rel, self.dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_symlink() or not src.is_file():
-                continue
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+        try:  # an interrupt while copying must not leave the copy behind
+            self.files = set(source_files(top, ignore))
+            for rel in self.files:
+                src, dst = top / rel, self.dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_symlink() or not src.is_file():
+                    continue
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
+        except BaseException:
+            self.close()
+            raise
         self._cache: dict[tuple[Any, ...], Rendered] = {}
         self._used: dict[str, tuple[Any, ...]] = {}
         """Folder -> the build whose kustomization file it now holds."""

@@ -68,11 +68,11 @@ def cold_warm(opts: Any, say: Callable[[str], None]) -> dict[str, Any]:
     drill) and warm (the drill alone, the mirror as the cold run left it)."""
     from dataclasses import replace
 
+    from harness.drill import DrillOptions, new_run_id, run_drill
     from harness.gitops.model import analyze
     from harness.mirror import open_mirror
     from harness.mirror.prefetch import prefetch
     from harness.mirror.wants import collect
-    from harness.runner import DrillOptions, new_run_id, run_drill
     from harness.tools import ensure_tools
 
     top = Path(__file__).resolve().parents[2]

@@ -181,6 +181,16 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+def flux_setting_rows(flux: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(controller, flag, source) of each Flux setting a drill ran with (report schema's
+    settings.flux.settings)."""
+    items = flux.get("settings")
+    if not isinstance(items, (list, tuple)):
+        return []
+    return [(str(i.get("controller", "")), str(i.get("arg", "")), str(i.get("source", "")))
+            for i in items if isinstance(i, Mapping)]
+
+
 def round_label(rnd: int, recovery_round: int) -> str:
     if rnd == 0:
         return "after"
@@ -415,8 +425,12 @@ def _settings(settings: Mapping[str, Any]) -> str:
             ("Tool", "Version"), [(tool, code(v)) for tool, v in sorted(versions.items())]))
     flux = settings.get("flux", settings.get("flux_flags"))
     if isinstance(flux, Mapping) and flux:
-        out.append("### Flux settings\n\n" + "\n".join(
-            f"- {code(k)}: {code(v) if v else 'n/a'}" for k, v in flatten(flux)))
+        rows = flux_setting_rows(flux)
+        rest = {k: v for k, v in flux.items() if k != "settings"}
+        out.append("### Flux settings\n\n" + (_table(
+            ("Controller", "Setting", "Where it came from"),
+            [(cell(c), code(a), cell(src)) for c, a, src in rows]) + "\n\n" if rows else "")
+            + "\n".join(f"- {code(k)}: {code(v) if v else 'n/a'}" for k, v in flatten(rest)))
     changes = settings.get("local_run_changes")
     if isinstance(changes, (list, tuple)) and changes:
         out.append(_bullets("Changed to run locally", [str(c) for c in changes]))

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 2
 """2: `recovery_figures[]` and `recovery_figure`, `automated_steps[]` (drdrill's own actions,
-out of the manual count), time-to-ready ends when the workloads are rolled out."""
+out of the manual count), time-to-ready ends when the workloads are rolled out.
+Added since, compatibly (a reader of 2 may ignore them): `interrupted_by` (the signal that
+stopped the drill) and `output_lost[]` (a closed console, a listener that raised)."""
 
 Verdict = Literal["passed", "failed", "broken"]
 Outcome = Literal["passed", "failed", "broken", "skipped"]
@@ -153,6 +155,11 @@ class DrillReport:
     automated_steps: tuple[ManualStep, ...] = ()
     """What drdrill itself did that a recovery needs (provide the cluster, install Flux):
     listed, timed, and kept out of the manual-step count."""
+    interrupted_by: str | None = None
+    """SIGINT, SIGTERM or SIGHUP when a signal stopped the drill (the verdict is broken)."""
+    output_lost: tuple[str, ...] = ()
+    """The drill's output that broke without ending it: a closed console, a listener that
+    raised (each makes the verdict broken)."""
     egress: dict[str, Any] = field(default_factory=dict)
     """What the recovery reached and what the drill's egress guard refused (kind): `policy`,
     `reached[]`, `blocked[]` (namespace, pod, owner, host, via, writer), `writers_blocked[]`,

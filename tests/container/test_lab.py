@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.config import Config
+from harness.drill import DrillOptions, run_drill
 from harness.errors import CommandError, HostKeyError, InventoryError, SSHError
 from harness.gc import run_processes
 from harness.providers import ProviderContext
 from harness.providers.lab import LabProvider
-from harness.runner import DrillOptions, run_drill
 from tests.container import labhost as lh
 
 pytestmark = pytest.mark.container

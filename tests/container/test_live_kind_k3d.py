@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from harness.config import Config
+from harness.drill import DrillOptions, new_run_id, run_drill
 from harness.providers.kind import check_docker
-from harness.runner import DrillOptions, new_run_id, run_drill
 from tests.container import labhost as lh
 
 pytestmark = pytest.mark.container

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from harness.config import Config
+from harness.drill import DrillOptions, new_run_id, run_drill
 from harness.mirror import open_mirror
 from harness.mirror.prefetch import Upstreams, prefetch
 from harness.mirror.wants import collect
-from harness.runner import DrillOptions, new_run_id, run_drill
 from harness.tools import ensure_tools
 from tests.conftest import FIXTURE_REPOS
 from tests.container import labhost as lh

@@ -13,15 +13,24 @@
   where the test cannot mount a tiny tmpfs).
 - `plant`: every secret form the harness handles is planted where a drill writes: component
   logs, a phase error, a progress line and a log warning (DRDRILL_PLANT holds the markers).
+- `listener-raises`: a phase listener with a bug (raises at the start of converge).
+- `build-report-raises`: the report builder has a bug.
+- `slow-api`: the first Kubernetes API call of the main thread in each phase is held in flight
+  for DRDRILL_HOLD_S (a real call, to the real apiserver, after the hold); the line
+  `faultkit: API call in flight in <phase>` says when.
+- `slow-subprocess`: each `kustomize build` runs under `sh -c 'sleep 30; exec kustomize ...'`,
+  a real subprocess with a grandchild; `faultkit: subprocess running in <phase>` says when.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -155,10 +164,78 @@ def _hold(s: Any, rnd: int) -> None:
         raise HarnessError(f"planted failure: {text}")
 
 
+_phase: list[str | None] = [None, None]
+"""[the phase running now, the phase whose first main-thread API call is still to be held]"""
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError):  # the console may be closed on purpose
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _install_drill_faults() -> None:
+    from harness.core import recorder
+
+    original = recorder.Drill.__post_init__
+
+    def post_init(self: Any) -> None:
+        original(self)
+
+        def track(event: str, record: object) -> None:
+            kind, _, name = event.partition(":")
+            if kind == "start":
+                _phase[:] = [name, name]
+
+        self.listeners.insert(0, track)
+        if "listener-raises" in FAULTS:
+            def buggy(event: str, record: object) -> None:
+                if event == "start:converge":
+                    raise RuntimeError("injected listener bug")
+
+            self.listeners.append(buggy)
+
+    recorder.Drill.__post_init__ = post_init  # type: ignore[method-assign]
+    if "slow-api" in FAULTS:
+        from kubernetes.client import rest
+
+        request = rest.RESTClientObject.request
+
+        def slow_request(self: Any, method: str, url: str, *args: Any, **kw: Any) -> Any:
+            if threading.current_thread() is threading.main_thread() and _phase[1]:
+                _say(f"faultkit: API call in flight in {_phase[1]}: {method} {url}")
+                _phase[1] = None
+                time.sleep(HOLD_S)
+            return request(self, method, url, *args, **kw)
+
+        rest.RESTClientObject.request = slow_request  # type: ignore[method-assign]
+    if "slow-subprocess" in FAULTS:
+        from harness.command import Command
+        from harness.gitops import render
+
+        run = render.run
+
+        def slow_run(cmd: Command, **kw: Any) -> Any:
+            if Path(cmd.argv[0]).name == "kustomize":
+                _say(f"faultkit: subprocess running in {_phase[0]}: {cmd.argv[0]}")
+                cmd = Command(("sh", "-c", 'sleep 30; exec "$0" "$@"', *cmd.argv), cmd.env,
+                              cmd.cwd, cmd.timeout_s)
+            return run(cmd, **kw)
+
+        render.run = slow_run  # type: ignore[assignment]
+
+
 def install() -> None:
-    from harness import runner
+    from harness import drill as runner
     from harness.providers import registry
     from harness.report import writers
+
+    _install_drill_faults()
+    if "build-report-raises" in FAULTS:
+        def broken_build(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("injected build_report bug")
+
+        runner.build_report = broken_build  # type: ignore[assignment]
 
     providers = registry()
     providers["procs"] = ProcsProvider

@@ -46,23 +46,31 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def release_site(root: Path, built: dict[str, Path]) -> None:
-    """etcd and kustomize as their releases publish them: archives plus checksum files."""
+def release_site(root: Path, built: dict[str, Path], names: tuple[str, ...] = ("etcd",
+                                                                            "kustomize")) -> None:
+    """The tools as their releases publish them: archives or bare binaries, plus the checksum
+    files (`sha256sum` lines among other files', or a `.sha256` holding only the digest)."""
     manifest = load_manifest()
-    for name in ("etcd", "kustomize"):
+    for name in names:
         spec = manifest.tools[name]
         assert spec.release is not None
         url = fill(spec.release.url, spec)
-        member = fill(spec.release.member or name, spec)
-        archive = _tar_gz({member: built[name].read_bytes()})
+        data = built[name].read_bytes()
+        if spec.release.member:
+            data = _tar_gz({fill(spec.release.member, spec): data})
         # The site's path, as a server unquotes it (kustomize%2Fv5.8.1 is a folder level).
         local = root / url.split("://", 1)[1].replace("%2F", "/")
         local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(archive)
-        sums = root / fill(spec.release.checksums, spec).split("://", 1)[1].replace("%2F", "/")
-        line = f"{hashlib.sha256(archive).hexdigest()}  {local.name}\n"
+        local.write_bytes(data)
+        sums_url = fill(spec.release.checksums, spec)
+        sums = root / sums_url.split("://", 1)[1].replace("%2F", "/")
+        digest = hashlib.sha256(data).hexdigest()
+        if sums_url.endswith(".sha256"):
+            sums.write_text(digest + "\n")
+            continue
+        line = f"{digest}  {local.name}\n"
         other = f"{'0' * 64}  some-other-file.tar.gz\n"
-        sums.write_text(other + line)
+        sums.write_text((sums.read_text() if sums.exists() else other) + line)
 
 
 @pytest.fixture
@@ -91,8 +99,9 @@ def registry(tmp_path: Path, built: dict[str, Path]) -> Iterator[MirrorRegistry]
         yield reg
 
 
-def push_controller_image(reg: MirrorRegistry, binary: Path) -> str:
-    spec = load_manifest().tools["source-controller"]
+def push_controller_image(reg: MirrorRegistry, binary: Path,
+                          name: str = "source-controller") -> str:
+    spec = load_manifest().tools[name]
     assert spec.image is not None
     repo, _, tag = fill(spec.image.ref, spec).partition("/")[2].rpartition(":")
     client = reg.client()
@@ -183,3 +192,37 @@ def test_an_image_digest_pin_is_enforced(tmp_path, built, registry):
     with pytest.raises(ChecksumMismatch, match="not the pinned sha256:0000"):
         download(_config(tmp_path, "http://127.0.0.1:9", registry), pinned, dest,
                  lambda _: None)
+
+
+def test_pack_and_unpack_move_the_tools_to_a_machine_that_builds_nothing(tmp_path, built,
+                                                                        capsys):
+    from harness.cli import main
+    from harness.tools import ensure_tools as ensure
+    from harness.tools import flux_crds
+
+    flux_crds(Config.from_env())
+    archive = tmp_path / "tools.tar.gz"
+    assert main(["tools", "pack", str(archive), "--only", "etcd", "kustomize"]) == 0
+    assert "2 tools, the Flux CRDs" in capsys.readouterr().out
+    # Another machine: an empty cache, no Go, no network.
+    other = Config(cache_dir=tmp_path / "other", allow_build=False, go="/nonexistent/go")
+    from harness.tools.pack import unpack
+
+    assert unpack(other, archive) == ["etcd", "kustomize"]
+    got = ensure(other, ["etcd", "kustomize"])
+    assert {t.source for t in got.values()} == {"cache"}
+    assert got["etcd"].sha256 == hashlib.sha256(built["etcd"].read_bytes()).hexdigest()
+    assert flux_crds(other)  # no Go needed: the CRDs came in the pack
+    # An altered member: nothing installed, the member named.
+    altered = tmp_path / "altered.tar.gz"
+    with tarfile.open(archive) as src, tarfile.open(altered, "w:gz", compresslevel=1) as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else b""
+            if member.name.endswith("/etcd"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.addfile(member, io.BytesIO(data))
+    third = Config(cache_dir=tmp_path / "third", allow_build=False)
+    with pytest.raises(ChecksumMismatch, match=r"tools/etcd/v[\d.]+/etcd in .*altered"):
+        unpack(third, altered)
+    assert not (third.tools_cache / "etcd").exists()
+    assert not (third.tools_cache / "kustomize").exists()

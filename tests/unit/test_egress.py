@@ -168,8 +168,8 @@ def test_registries_policy_pieces():
 def test_the_run_reports_the_last_rounds_egress_and_redirects_once():
     from types import SimpleNamespace
 
+    from harness.drill import _egress, _mirror_redirects
     from harness.gitops.inputs import Obj
-    from harness.runner import _egress, _mirror_redirects
 
     s = SimpleNamespace(provider_rounds={
         1: {"egress": {"policy": "mirror", "blocked": [{"host": "a"}], "reached": []}},

@@ -58,31 +58,45 @@ def test_an_early_release_that_leaves_something_stays_on_the_stack():
     assert calls == ["delete", "delete"] and out.leftovers == ["container c1"]
 
 
+def _deliver(s: signal.Signals) -> None:
+    os.kill(os.getpid(), s)
+    signal.sigtimedwait([], 0.1)  # let the handler run
+
+
 def test_interrupts_are_base_exceptions_and_a_swallowed_one_is_raised_again():
     assert not issubclass(DrillInterrupted, Exception)
     assert not issubclass(DrillInterrupted, KeyboardInterrupt)  # pytest must not stop
     assert issubclass(WaitTimeout, HarnessError)
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        with Interrupts() as sig, pytest.raises(DrillInterrupted, match=s.name) as caught:
+            _deliver(s)
+        assert caught.value.exit_code == 128 + s  # 143, 129, 130
     with Interrupts() as sig:
-        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            with pytest.raises(DrillInterrupted, match=s.name):
-                os.kill(os.getpid(), s)
-                signal.sigtimedwait([], 0.1)  # let the handler run
         try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            signal.sigtimedwait([], 0.1)
+            _deliver(signal.SIGTERM)
         except Exception:
             pytest.fail("swallowed")
         except DrillInterrupted:
             pass
-        with pytest.raises(DrillInterrupted):
+        with pytest.raises(DrillInterrupted, match="SIGTERM"):
             sig.check()  # the first signal is remembered at the next phase boundary
-        said: list[str] = []
-        sig._say = said.append
-        with sig.ignored():
-            os.kill(os.getpid(), signal.SIGINT)
-            signal.sigtimedwait([], 0.1)
-            sig.check()
-        assert said and "SIGINT ignored" in said[0]
+
+
+def test_from_the_first_interrupt_on_further_signals_are_noted_and_ignored():
+    said: list[str] = []
+    with Interrupts(said.append) as sig:
+        with pytest.raises(DrillInterrupted, match="SIGINT"):
+            _deliver(signal.SIGINT)
+        _deliver(signal.SIGINT)  # while the first is being reported: must not escape
+        _deliver(signal.SIGTERM)
+        assert sig.first == "SIGINT" and sig.received == ["SIGINT", "SIGINT", "SIGTERM"]
+        assert "SIGINT ignored: the drill is stopping (SIGINT)" in said[0]
+    said.clear()
+    with Interrupts(said.append) as sig:
+        sig.ignore()  # teardown
+        _deliver(signal.SIGHUP)
+        sig.check()
+        assert said and "SIGHUP ignored: teardown is running" in said[0]
 
 
 def test_owner_liveness_needs_the_same_boot_and_pid_namespace(tmp_path):

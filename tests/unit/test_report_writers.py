@@ -218,6 +218,7 @@ def test_report_json_has_the_contract_and_round_trips(tmp_path):
         "automated_steps": tuple(ManualStep(**m) for m in data["automated_steps"]),
         "external_dependencies": tuple(data["external_dependencies"]),
         "embedded_limits": tuple(data["embedded_limits"]),
+        "output_lost": tuple(data["output_lost"]),
         "leftovers": tuple(data["leftovers"]),
     })
     assert rebuilt == report
@@ -437,7 +438,7 @@ def test_allure_categories_and_environment(tmp_path):
     for exc in (RTOExceeded(84.2, 60.0), NotConverged("not converged at abc within 30s", {}),
                 ObjectFailed("Kustomization/flux-system/apps", "BuildFailed", "boom"),
                 RolloutFailed("workloads not rolled out:\n  x")):
-        message = f"{type(exc).__name__}: {exc}"  # as harness.runner words report.error
+        message = f"{type(exc).__name__}: {exc}"  # as harness.drill words report.error
         assert re.fullmatch(dr["messageRegex"], message), message
     assert not re.fullmatch(DR_FAILURE_REGEX, "ProviderError: etcd did not start")
     props = dict(line.split("=", 1) for line in
