@@ -205,8 +205,10 @@ def needs(o: Obj) -> Iterator[Need]:
                        f"secret-zero of the {o.kind} (the store's own credential)")
 
 
-VALUES_SECRET_KEYS = frozenset({"existingSecret", "existingSecretName", "secretName"})
-"""Keys by which common charts name a Secret the release needs but does not create."""
+VALUES_SECRET_KEYS = frozenset({"existingSecret", "existingSecretName", "secretName",
+                                "credentialsName"})
+"""Keys by which common charts name a Secret the release needs but does not create
+(`credentialsName`: 1Password Connect's chart, `connect.credentialsName`)."""
 
 
 def values_secrets(node: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -526,8 +526,10 @@ def _check_kinds(walk: _Walk) -> None:
             f"{k.kind} ({k.group}) is served by {k.controller}, which drdrill does not run: "
             f"{o.owner} cannot apply {o.ref}" + (f" (and {count - 1} more)" if count > 1 else ""),
             file=o.file, obj=o.ref,
-            fix=("flux-operator installs Flux from container images: drill this cluster with "
-                 "--provider kind, or sync the FluxInstance's path directly (--cluster)"
+            fix=("no drdrill provider runs flux-operator yet (it is not pinned: its only "
+                 "release on the Go module proxy, v0.59.0, needs Go 1.27); drill the paths its "
+                 "FluxInstance and ResourceSets sync directly with --cluster, or move these "
+                 "objects out of the Kustomization the drill applies"
                  if k.controller == "flux-operator" else
                  f"drill with --provider kind (where {k.controller} runs), or move the "
                  f"{k.kind} objects to a Kustomization the drill does not apply")),
@@ -574,6 +576,13 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                 if need.why.startswith("secret-zero") and by.endswith(f"via {o.kind} {o.name})"):
                     why = (f"{need.why}; the ExternalSecret that would make it reads it through "
                            f"that very store: {by}")
+                elif o.kind == "HelmRelease" and any(
+                        by.endswith(f"via {k} {o.name})") for k in ("ClusterSecretStore",
+                                                                     "SecretStore")):
+                    # The release is the store's backend (1Password Connect): the ExternalSecret
+                    # that makes its credentials needs it running first.
+                    why = (f"{need.why}; made by an ExternalSecret through the store this release "
+                           f"serves, which needs it running first: {by}")
                 else:
                     status, why = "produced-at-runtime", f"produced at run time by {by}"
             entry = found.setdefault(key, {"by": [], "field": need.field, "automatable":

@@ -59,3 +59,24 @@ def test_the_builder_owns_addresses_and_lets_the_repo_set_the_rest(tmp_path: Pat
     nc = controller_flags("notification-controller", FluxSettings(), host=HostAddrs(
         tmp_path, 1, 2, 3, events_url="http://127.0.0.1:4/", receiver_port=5))
     assert "--events-addr=127.0.0.1:4" in nc and "--receiverAddr=127.0.0.1:5" in nc
+
+
+def test_pods_of_every_controller_get_their_services_volumes_and_events():
+    from harness.flux.install import FLUX_ALL, flux_manifests
+
+    images = {c: f"ghcr.io/fluxcd/{c}:v0" for c in FLUX_ALL}
+    docs = flux_manifests(FluxSettings(profile="fast"), images=images)
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert set(services) == {"source-controller", "source-watcher", "notification-controller",
+                             "webhook-receiver"}
+    assert services["webhook-receiver"]["spec"]["selector"] == {"app": "notification-controller"}
+    deps = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs
+            if d["kind"] == "Deployment"}
+    assert set(deps) == set(FLUX_ALL)
+    for name in ("source-controller", "source-watcher", "image-reflector-controller"):
+        assert any(v["name"] == "data" for v in deps[name]["volumes"]), name
+    args = deps["kustomize-controller"]["containers"][0]["args"]
+    assert "--events-addr=http://notification-controller.flux-system.svc.cluster.local./" in args
+    assert "--requeue-dependency=2s" in args
+    ports = {p["name"] for p in deps["notification-controller"]["containers"][0]["ports"]}
+    assert {"http", "http-webhook"} <= ports

@@ -156,7 +156,8 @@ def test_secrets_named_in_helm_values_by_common_chart_conventions():
     values = {
         "auth": {"existingSecret": "db-auth"},
         "ingress": {"tls": [{"secretName": "web-tls"}]},  # cert-manager makes TLS secrets
-        "connect": {"credentials": {"existingSecretName": "op-creds"}},
+        "connect": {"credentials": {"existingSecretName": "op-creds"},
+                    "credentialsName": "op-connect-credentials"},
         "controllers": {"main": {"containers": {"app": {
             "envFrom": [{"secretRef": {"name": "app-env"}}, {"secret": "app-env2"},
                         {"configMapRef": {"name": "cm"}}],
@@ -165,4 +166,4 @@ def test_secrets_named_in_helm_values_by_common_chart_conventions():
         "unset": {"existingSecret": ""},
     }
     assert {name for _, name in values_secrets(values, "spec.values")} == {
-        "db-auth", "op-creds", "app-env", "app-env2", "tok"}
+        "db-auth", "op-creds", "op-connect-credentials", "app-env", "app-env2", "tok"}
