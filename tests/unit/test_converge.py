@@ -331,3 +331,16 @@ def test_each_object_ready_or_failed_is_one_progress_line():
         fold(c, KUSTOMIZATIONS, ks("b", stalled=True), 3.0)
     assert lines[1].startswith("failed: Kustomization/flux-system/b: ")
     assert "path not found" in lines[1]
+
+
+def test_a_flux_message_keeps_what_follows_its_first_newline():
+    from harness.converge import _first_line, _whole
+
+    msg = ("kustomize build failed: trouble configuring builtin PatchTransformer with config: \n"
+           "```\npath: patch.yaml\n```\n: unable to parse SM or JSON patch from [nope]")
+    assert _whole(msg) == msg  # the report: every line
+    line = _first_line(msg)  # a progress line: one line, the cause still in it
+    assert "\n" not in line and "unable to parse SM or JSON patch" in line
+    long = "head " + "x" * 5000 + " the cause"
+    assert _whole(long).endswith("the cause") and len(_whole(long)) < 4100
+    assert _first_line(long).endswith("the cause") and len(_first_line(long)) <= 300
