@@ -27,6 +27,9 @@ class Config:
     go: str = "go"
     state_dir: Path | None = None
     """Where run state (data dirs, run records for `drdrill gc`) lives; default under cache_dir."""
+    flux_profile: str = "repo"
+    """The Flux settings a drill runs when `--flux-profile` is not given: `repo` (the repo's own,
+    Flux's defaults elsewhere) or `fast` (drill-only tuning; drdrill's own test suite uses it)."""
     mirror_dir: Path | None = None
     """Where the registry mirror keeps images and charts across runs; default
     `<cache_dir>/mirror`."""
@@ -74,12 +77,19 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
+def _profile(raw: str) -> str:
+    if raw not in ("repo", "fast"):
+        raise ValueError("expected repo or fast")
+    return raw
+
+
 _ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "DRDRILL_CACHE_DIR": ("cache_dir", Path),
     "DRDRILL_TOOLS_DIR": ("tools_dir", Path),
     "DRDRILL_ALLOW_BUILD": ("allow_build", _bool),
     "DRDRILL_GO": ("go", str),
     "DRDRILL_STATE_DIR": ("state_dir", Path),
+    "DRDRILL_FLUX_PROFILE": ("flux_profile", _profile),
     "DRDRILL_MIRROR_DIR": ("mirror_dir", Path),
     "DRDRILL_ALLOW_DOWNLOAD": ("allow_download", _bool),
     "DRDRILL_RELEASE_MIRROR": ("release_mirror", str),

@@ -22,7 +22,7 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from harness.errors import NotConverged, ObjectFailed
+from harness.errors import DrillEnvironmentError, NotConverged, ObjectFailed
 from harness.gitops.kinds import KINDS, KindSpec, by_kind
 from harness.podcauses import PodCause, refused
 from harness.podcauses import summary as pod_summary
@@ -56,10 +56,18 @@ WATCHER_KINDS = tuple(WatchedKind.of(by_kind(k)) for k in ("ExternalArtifact",
                                                             "ArtifactGenerator"))
 
 
-def watched_kinds(*, helm: bool, watcher: bool) -> tuple[WatchedKind, ...]:
+NOTIFICATION_KINDS = tuple(WatchedKind.of(k) for k in KINDS
+                           if k.controller == "notification-controller")
+IMAGE_KINDS = tuple(WatchedKind.of(k) for k in KINDS if k.controller in (
+    "image-reflector-controller", "image-automation-controller"))
+
+
+def watched_kinds(*, helm: bool, watcher: bool, notification: bool = False,
+                  image: bool = False) -> tuple[WatchedKind, ...]:
     """Every kind the drill's controllers serve, from the one table (harness.gitops.kinds)."""
     return (KUSTOMIZATIONS, *SOURCE_KINDS, *((HELM_RELEASES,) if helm else ()),
-            *(WATCHER_KINDS if watcher else ()))
+            *(WATCHER_KINDS if watcher else ()), *(NOTIFICATION_KINDS if notification else ()),
+            *(IMAGE_KINDS if image else ()))
 
 
 # Ready=False reasons after which Flux will not get there on its own for this revision.
@@ -225,6 +233,10 @@ class Converger:
     """Called with a one-line summary naming what holds convergence up: when it changes, and
     every few seconds (a terminal shows time moving; a CI log keeps only changes)."""
     webhooks: Mapping[str, str] = field(default_factory=dict)
+    webhooks_unrunnable: bool = True
+    """The cluster runs no webhook pods (embedded: kwok), so a webhook failure is the drill's."""
+    own_urls: tuple[str, ...] = ()
+    """URLs of the drill's own Git server: a failure to reach them is not a remote's."""
     """Admission webhook name -> what installs it (from preflight), for diagnoses."""
     pod_probe: Callable[[], list[PodCause]] | None = None
     """Why pods are not ready (pulls, crash loops, scheduling); None where pods are simulated."""
@@ -335,9 +347,9 @@ class Converger:
         elif tracked.fail_key != key:
             tracked.failing_since, tracked.fail_key, tracked.fail_state = now, key, state
         if state.failed:
-            raise self._failed(ref, state.reason, self.diagnose(tracked, state))
-        if _no_crd(state.message) in NEVER_SERVED:  # no CRD will ever come: fail at once
-            raise self._failed(ref, state.reason, self.diagnose(tracked, state))
+            self.fail(tracked, state)
+        if _no_crd(state.message) in NEVER_SERVED or _GATE_OFF.search(state.message):
+            self.fail(tracked, state)  # no CRD or gate will ever come: fail at once
         if state.ready:
             tracked.ready_after_s = now
             if self.on_progress is not None:
@@ -386,8 +398,52 @@ class Converger:
         for t in self.objects.values():
             if t.ready_after_s is None and t.failing_since is not None and \
                     t.fail_state is not None and now - t.failing_since >= self.stuck_after_s:
-                raise self._failed(t.ref, t.fail_state.reason, self.diagnose(
-                    t, t.fail_state, held_s=now - t.failing_since))
+                self.fail(t, t.fail_state, held_s=now - t.failing_since)
+
+    def fail(self, t: Tracked, state: Readiness, *, held_s: float | None = None) -> None:
+        """Raise the failure with its diagnosis: DrillEnvironmentError ("broken") when the
+        cause is the drill's own environment, else ObjectFailed ("failed": the repo's)."""
+        text = self.diagnose(t, state, held_s=held_s)
+        cause = self.environment_cause(t, state)
+        if cause is not None:
+            if self.on_progress is not None:
+                self.on_progress(f"broken: {t.ref}: {cause[0]}: {_first_line(text)}")
+            raise DrillEnvironmentError(t.ref, state.reason, text, cause[0], fix=cause[1])
+        raise self._failed(t.ref, state.reason, text)
+
+    def environment_cause(self, t: Tracked, state: Readiness) -> tuple[str, str] | None:
+        """(cause, fix) when the failure comes from what the drill provides, not the repo: a
+        controller or feature gate it did not run, a remote it cannot reach, a webhook whose
+        pod the embedded cluster cannot run."""
+        msg = state.message
+        kind = _no_crd(msg)
+        spec = next((x for x in KINDS if x.kind == kind), None) if kind else None
+        if spec is not None and kind in NEVER_SERVED:
+            return (f"controller {spec.controller} (kind {kind}) is not run by this drill",
+                    f"drill with a provider that runs {spec.controller}")
+        gate = _GATE_OFF.search(msg)
+        if gate:
+            return (f"feature gate {gate.group(1)} was not enabled on the controller that "
+                    f"reconciles {t.kind}",
+                    f"set --feature-gates={gate.group(1)}=true in the repo's flux-system "
+                    "patches or FluxInstance (drdrill runs the repo's settings), and check "
+                    "the report's Flux settings")
+        hook = WEBHOOK_CALL.search(msg)
+        if hook and self.webhooks_unrunnable:
+            return (f"admission webhook {hook.group(1)} has no pod: the embedded cluster runs "
+                    "no containers", "drill this repo with --provider kind or lab")
+        if _UNREACHABLE.search(msg):
+            url = t.url if t.url and t.kind in _FETCHING else None
+            url = url or next(iter(_URL.findall(msg)), None)
+            if url and any(url.startswith(own.rstrip("/")) for own in self.own_urls):
+                return (f"the drill's own Git server {url} is unreachable from the cluster",
+                        "see the provider's network in the report (a drdrill bug or a host "
+                        "firewall)")
+            if url:
+                return (f"remote {url} is unreachable from the drill",
+                        f"let the drill reach {url} (network or --provider egress), or "
+                        "mirror it; a real recovery needs it reachable")
+        return None
 
     def _failed(self, ref: str, reason: str, why: str) -> ObjectFailed:
         """The error for an object that failed, said on the progress line first."""
@@ -522,6 +578,13 @@ class Converger:
 
 
 WEBHOOK_CALL = re.compile(r'failed calling webhook \\?"([^"\\]+)\\?"')
+_GATE_OFF = re.compile(r"([A-Z][A-Za-z0-9]+) feature gate is disabled")
+_UNREACHABLE = re.compile(
+    r"dial tcp|no such host|connection refused|i/o timeout|network is unreachable|"
+    r"TLS handshake timeout|Client\.Timeout|server misbehaving|name resolution|"
+    r"connection reset by peer|no route to host", re.IGNORECASE)
+_URL = re.compile(r"""(?:https?|oci|ssh)://[^\s"'\\,;)]+""")
+_FETCHING = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "Bucket"})
 _NO_MATCH = re.compile(r'no matches for kind \\?"?([A-Za-z0-9]+)\\?"?')
 
 

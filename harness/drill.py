@@ -22,12 +22,15 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 import time
+from argparse import ArgumentTypeError
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.argtypes import go_duration
 from harness.command import stop_all
 from harness.config import Config
 from harness.converge import Converger, ConvergeResult, watched_kinds
@@ -39,6 +42,7 @@ from harness.diagnostics import collect_diagnostics
 from harness.errors import (
     ConfigError,
     DisasterIncomplete,
+    HarnessError,
     RepoError,
     RolloutFailed,
     RTOExceeded,
@@ -46,10 +50,12 @@ from harness.errors import (
 )
 from harness.flux import FLUX_NAMESPACE, SYNC_NAME, FluxRuntime, FluxSettings, sync_objects
 from harness.flux import hops as hops_log
+from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
-from harness.gitops.inputs import SuppliedInputs, check_inputs, load_inputs
+from harness.gitops.inputs import SuppliedInputs, check_inputs, input_key, load_inputs
 from harness.gitops.model import RepoModel, analyze
+from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
 from harness.mirror.nodes import registries_named
@@ -70,12 +76,15 @@ from harness.report.model import (
     RecoveryFigure,
     Verdict,
 )
+from harness.report.redact import report_error
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
 from harness.tools import (
     EMBEDDED_TOOLS,
     FLUX_TOOLS,
     HELM_TOOLS,
+    IMAGE_TOOLS,
+    NOTIFICATION_TOOLS,
     WATCHER_TOOLS,
     ResolvedTool,
     ensure_tools,
@@ -117,6 +126,12 @@ def new_run_id(prefix: str = "") -> str:
 
 
 def validate_options(opts: DrillOptions) -> None:
+    """What argparse checks for the CLI, checked again for API and pytest callers."""
+    try:
+        if opts.flux.requeue_dependency is not None:
+            go_duration(opts.flux.requeue_dependency)
+    except ArgumentTypeError as exc:
+        raise ConfigError(f"--requeue-dependency: {exc}") from None
     if opts.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {opts.scenario!r}",
                           fix=f"use one of: {', '.join(sorted(SCENARIOS))}")
@@ -168,6 +183,8 @@ class RunState:
     provider_rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
     mirror_changes: list[str] = field(default_factory=list)
     """Sources the drill pointed at its registry mirror (local changes of the run)."""
+    git_summary: dict[str, Any] = field(default_factory=dict)
+    """What was pushed to the drill's Git server (read before teardown removes it)."""
     """Each round's provider description (its host, timings), refreshed after it is deleted."""
     resources: Resources = field(default_factory=Resources)
     """The run's one context stack; teardown is `resources.close()`."""
@@ -182,7 +199,11 @@ class RunState:
 
     @property
     def flux_settings(self) -> FluxSettings:
-        return replace(self.opts.flux, **self.scenario.flux_overrides)
+        """The drill's choices (profile, options, the scenario's flags) over the repo's own."""
+        base = self.opts.flux.with_repo(self.model.flux) if self.model else self.opts.flux
+        if base.profile is None:
+            base = replace(base, profile=self.opts.config.flux_profile)
+        return replace(base, **self.scenario.flux_overrides)
 
     def option(self, key: str) -> Any:
         """A scenario option: the user's `--scenario-option`, else the scenario's default."""
@@ -263,7 +284,19 @@ class RunState:
 
     def start(self) -> None:
         validate_options(self.opts)
+        self.check_report_dir()
         self.own_run_folder()
+
+    def check_report_dir(self) -> None:
+        """The report folder must take files now: found out in a second, not after both
+        rounds ran (the report is what the drill is for)."""
+        try:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.report_dir, prefix=".drdrill-probe-")
+            os.close(fd)
+            Path(probe).unlink()
+        except OSError as exc:
+            raise report_error(self.report_dir, exc, folder=True) from exc
 
     def act(self, name: str, rnd: int) -> None:
         ACTIONS[name](self, rnd)
@@ -283,6 +316,11 @@ class RunState:
                    kubeconfig=kubeconfig)
         self.progress(f"keeping the cluster: KUBECONFIG={kubeconfig}; remove it with "
                       f"`drdrill gc --run-id {self.run_id}`")
+        if self.git is not None:
+            self.progress(f"the drill's Git server ({self.git.url}) ends with drdrill: the kept "
+                          "cluster's GitRepository will fail to fetch (connection refused) from "
+                          "its next interval on; point it at a remote you serve to keep "
+                          "reconciling")
 
     def build_report(self, ending: Ending) -> DrillReport:
         return build_report(self, ending)
@@ -307,8 +345,11 @@ def preflight(s: RunState, rnd: int) -> None:
     # The repo first, with nothing built but kustomize: a typo fails before a cold build.
     s.tools = ensure_tools(s.opts.config, ("kustomize", *s.scenario.tools), progress=s.progress)
     s.rev = resolve_revision(s.opts.repo, s.opts.revision)
-    cluster = s.opts.cluster or default_cluster(s.rev.path)
-    s.model = analyze(s.rev.path, cluster, kustomize=s.tools["kustomize"].path)
+    # The commit Flux will get, never the working tree (an uncommitted fix is not a fix).
+    with committed(s.opts.repo.resolve(), s.rev.sha) as commit:
+        cluster = s.opts.cluster or default_cluster(commit.path)
+        s.model = replace(analyze(commit.path, cluster, kustomize=s.tools["kustomize"].path),
+                          top=s.opts.repo.resolve())
     s.model.raise_for_problems(unsupported=True)
     for line in s.model.local_changes:
         log.info("local run: %s", line)
@@ -320,9 +361,10 @@ def preflight(s: RunState, rnd: int) -> None:
         if wanted is not None else (*EMBEDDED_TOOLS, *FLUX_TOOLS)
     extra: tuple[str, ...] = ()
     if FLUX_TOOLS[0] in provider_tools:
-        # Host-process Flux: helm-controller and source-watcher only for repos that need them.
-        extra = (*(HELM_TOOLS if s.model.uses_helm else ()),
-                 *(WATCHER_TOOLS if s.model.uses_watcher else ()))
+        # The other controllers of the release only for repos whose kinds need them.
+        needed = s.model.controllers()
+        extra = tuple(t for t in (*HELM_TOOLS, *WATCHER_TOOLS, *NOTIFICATION_TOOLS, *IMAGE_TOOLS)
+                      if t in needed)
     if WATCHER_TOOLS[0] in extra:
         try:
             s.tools.update(ensure_tools(s.opts.config, WATCHER_TOOLS, progress=s.progress))
@@ -380,13 +422,12 @@ def bootstrap(s: RunState, rnd: int) -> None:
                              "recovery needs it")
             continue
         docs = [d for d in s.supplied.docs
-                if (d.get("kind"), (d.get("metadata") or {}).get("namespace") or "default",
-                    (d.get("metadata") or {}).get("name")) ==
-                (item.kind, item.namespace, item.name)]
+                if input_key(d) == (item.kind, item.namespace, item.name)]
         with s.drill.manual_step(item.id, f"Provide {item.kind} {item.namespace}/{item.name} "
                                  f"({item.field} of {needed})", automatable=item.automatable,
                                  performed_by="drdrill (from --inputs)"):
-            ensure_namespace(s.api, item.namespace)
+            if item.namespace:
+                ensure_namespace(s.api, item.namespace)
             apply_all(s.api, docs, source=str(s.opts.inputs))
     with s.drill.automated_step("bootstrap-flux", "Install Flux and apply the sync objects "
                                 "(what `flux bootstrap` does)"):
@@ -416,8 +457,12 @@ def _mirror_redirects(s: RunState) -> tuple[dict[str, Any], ...]:
 
 
 def converge(s: RunState, rnd: int) -> None:
-    assert s.model is not None
-    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher)
+    assert s.model is not None and s.git is not None
+    needed = s.model.controllers()
+    kinds = watched_kinds(helm=s.model.uses_helm, watcher=s.model.uses_watcher,
+                          notification="notification-controller" in needed,
+                          image=bool({"image-reflector-controller",
+                                      "image-automation-controller"} & set(needed)))
     watched = {k.kind for k in kinds}
     expected = {ref for ref in s.model.expected() if ref.split("/", 1)[0] in watched}
     revision_free = frozenset(
@@ -438,6 +483,9 @@ def converge(s: RunState, rnd: int) -> None:
                           revision_free=revision_free, on_progress=on_progress,
                           sync_sources=frozenset(s.model.sync_sources),
                           webhooks=dict(s.model.webhooks),
+                          webhooks_unrunnable=s.opts.provider == "embedded",
+                          own_urls=tuple({s.git.url, s.provider.git_url(s.git.url) if isinstance(
+                              s.provider, SupportsGitAccess) else s.git.url}),
                           # kwok's pods are simulated: only real kubelets have causes to name.
                           pod_probe=(lambda: live_pod_causes(s.api))
                           if s.opts.provider != "embedded" else None,
@@ -511,11 +559,15 @@ def run_drill(opts: DrillOptions, *, progress: Callable[[str], None] | None = No
 
 
 def _collect(s: RunState, rnd: int) -> None:
+    if s.git is not None and s.git.running:
+        # What was pushed to the drill's own server (image automation), never to a remote.
+        with contextlib.suppress(HarnessError):
+            s.git_summary = {"pushes": s.git.pushes, "branches": s.git.branches()}
     if s.provider is None:
         return
     try:
-        s.diagnostics.update(collect_diagnostics(s.provider, s.api, s.report_dir,
-                                                 f"round{rnd}"))
+        s.diagnostics.update(collect_diagnostics(
+            s.provider, s.api, s.report_dir, f"round{rnd}", s.workdir / "dumps" / f"round{rnd}"))
     except Exception as exc:  # noqa: BLE001 - a failed dump must never hide the real error
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
 
@@ -558,9 +610,8 @@ def build_report(s: RunState, ending: Ending) -> DrillReport:
     settings: dict[str, Any] = {
         "versions": {n: t.version for n, t in s.tools.items()},
         "tool_sources": {n: t.source for n, t in s.tools.items()},
-        "flux": s.flux.describe() if s.flux else {
-            "requeue_dependency": s.opts.flux.requeue_dependency,
-            "concurrent": s.opts.flux.concurrent},
+        "flux": s.flux.describe() if s.flux else describe_settings(
+            s.flux_settings, [c for c in FLUX_ALL if c in s.tools]),
         "provider": s.provider_rounds[max(s.provider_rounds)] if s.provider_rounds else {},
         "provider_rounds": {f"round{r}": d for r, d in sorted(s.provider_rounds.items())},
         "first_build_ttr_s": d.time_to_ready(round=1),
@@ -569,6 +620,8 @@ def build_report(s: RunState, ending: Ending) -> DrillReport:
         "local_run_changes": [*(s.model.local_changes if s.model else ()),
                               *s.scenario.local_changes, *s.mirror_changes],
     }
+    if s.git_summary:
+        settings["git_server"] = dict(s.git_summary)
     notes = tuple(s.model.notes) if s.model else ()
     return DrillReport(
         run_id=s.run_id, scenario=s.opts.scenario, provider=s.opts.provider,

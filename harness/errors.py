@@ -43,6 +43,9 @@ and because an interrupt must never be mistaken for an error a best-effort handl
     │   └── PullRefused                  a pod's image is neither in the mirror nor allowed by
     │                                    the egress policy (pod, image and policy named)
     ├── GitServerError
+    ├── DrillEnvironmentError            a Flux object failed for a cause in the drill itself: a
+    │                                    controller, flag or feature gate not provided, a remote
+    │                                    it cannot reach, a kind or webhook it cannot run (named)
     ├── WaitTimeout                      a wait ran out of time (the last observation kept)
     ├── TeardownIncomplete               something the run made could not be released (named,
     │                                    with `drdrill gc --run-id` as the fix)
@@ -253,6 +256,19 @@ class PullRefused(MirrorError):
 
 class GitServerError(HarnessError):
     """The local Git smart-HTTP server could not serve the repository."""
+
+
+class DrillEnvironmentError(HarnessError):
+    """A Flux object failed, and the cause is the drill's environment, not the repository."""
+
+    def __init__(self, obj: str, reason: str, detail: str, cause: str, *,
+                 fix: str | None = None) -> None:
+        self.obj = obj
+        self.reason = reason
+        self.detail = detail
+        self.cause = cause
+        super().__init__(f"{obj} cannot converge in this drill: {cause} ({reason}: {detail})",
+                         fix=fix)
 
 
 class WaitTimeout(HarnessError):

@@ -1,7 +1,9 @@
-"""Serve one commit of the repository under test over Git smart HTTP on loopback, read-only.
+"""Serve one commit of the repository under test over Git smart HTTP on loopback.
 
 The repository is copied into a bare repo that holds a single branch pointing at the commit
 under test; `git http-backend` (real Git) answers the protocol behind a small threaded server.
+Pushes are accepted to other branches only (image-automation-controller pushes here, never to
+a real remote); the branch under test cannot move, so the revision a drill waits for holds.
 """
 
 from __future__ import annotations
@@ -105,7 +107,22 @@ def make_bare_copy(rev: RepoRevision, dest: Path) -> Path:
     # --no-verify: the user's pre-push hooks have no business in a drill.
     run(Command.of("git", "-C", str(rev.path), "push", "--quiet", "--no-verify", str(bare),
                    f"{rev.sha}:refs/heads/{rev.branch}"))
+    run(Command.of("git", "-C", str(bare), "config", "http.receivepack", "true"))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(PRE_RECEIVE.format(ref=f"refs/heads/{rev.branch}"))
+    hook.chmod(0o755)
     return bare
+
+
+PRE_RECEIVE = """#!/bin/sh
+# drdrill: the branch under test is the revision the drill waits for; it must not move.
+while read old new ref; do
+  if [ "$ref" = "{ref}" ]; then
+    echo "drdrill: $ref is the revision under test; push to another branch" >&2
+    exit 1
+  fi
+done
+"""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -136,9 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _backend(self) -> None:
         parts = urlsplit(self.path)
-        if "git-receive-pack" in parts.path or "git-receive-pack" in parts.query:
-            self._reply(403, b"read-only: pushes are refused\n")
-            return
+        if self.command == "POST" and parts.path.endswith("/git-receive-pack"):
+            self.server.pushes += 1
         body = self._body() if self.command == "POST" else b""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -189,6 +205,7 @@ class _GitHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     root: Path
     requests: int = 0
+    pushes: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -234,6 +251,21 @@ class GitServer:
     @property
     def requests(self) -> int:
         return self._httpd.requests if self._httpd else 0
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None and self.bare_repo.is_dir()
+
+    def branches(self) -> list[str]:
+        """The branches of the served repository (the one under test, and any pushed)."""
+        out = run(Command.of("git", "-C", str(self.bare_repo), "for-each-ref",
+                             "--format=%(refname:short)", "refs/heads/")).stdout
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+    @property
+    def pushes(self) -> int:
+        """Pushes received (to branches other than the one under test)."""
+        return self._httpd.pushes if self._httpd else 0
 
     def start(self) -> GitServer:
         make_bare_copy(self.rev, self.workdir)

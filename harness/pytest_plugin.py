@@ -165,13 +165,14 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def flux_runtime(embedded_cluster: Any) -> Iterator[Any]:
     """Flux (pinned CRDs + source/kustomize controllers) installed on `embedded_cluster`."""
-    from harness.flux import FluxRuntime
+    from harness.flux import FluxRuntime, FluxSettings
     from harness.kube import api_client
     from harness.tools import flux_crds
 
     api = api_client(embedded_cluster.kubeconfig)
-    runtime = FluxRuntime(embedded_cluster, api, embedded_cluster.ctx.tools,
-                          flux_crds(embedded_cluster.ctx.config))
+    config = embedded_cluster.ctx.config
+    runtime = FluxRuntime(embedded_cluster, api, embedded_cluster.ctx.tools, flux_crds(config),
+                          FluxSettings(profile=config.flux_profile))
     runtime.install()
     try:
         yield runtime

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# drdrill's own suite drills with drill-only tuning (a 2 s --requeue-dependency) to keep .ci/run
+# short; tests of the repo's own settings ask for profile "repo" explicitly.
+os.environ.setdefault("DRDRILL_FLUX_PROFILE", "fast")
+
 TOP = Path(__file__).resolve().parent.parent
 FIXTURE_REPOS = Path(__file__).resolve().parent / "data" / "repos"
 GIT_ENV = {"GIT_AUTHOR_NAME": "drill", "GIT_AUTHOR_EMAIL": "drill@example.invalid",

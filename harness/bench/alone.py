@@ -32,6 +32,7 @@ from harness.command import Command, run
 from harness.config import Config
 from harness.errors import ProviderError
 from harness.flux import FluxSettings, HostAddrs, controller_flags, hops
+from harness.gitops.flux_config import FAST_REQUEUE
 from harness.gitserver import GitServer, resolve_revision
 from harness.procs import Supervisor
 from harness.providers import ProviderContext, SupportsHostProcesses, get_provider
@@ -232,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expect", type=int, required=True,
                    help="Flux objects the repo makes (sync objects included)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency)
-    p.add_argument("--concurrent", type=int, default=FluxSettings.concurrent)
+    p.add_argument("--requeue-dependency", default=FAST_REQUEUE)
+    p.add_argument("--concurrent", type=int, default=6)
     p.add_argument("--helm", action="store_true")
     p.add_argument("--timeout", type=float, default=900.0)
     args = p.parse_args(argv)

@@ -28,6 +28,7 @@ from harness.drill import DrillOptions, new_run_id, run_drill
 from harness.errors import HarnessError
 from harness.flux import FluxSettings
 from harness.gc import run_processes
+from harness.gitops.flux_config import FAST_REQUEUE
 from harness.procs import Supervisor
 
 HEALTH_POLL_S = 5.0
@@ -305,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster")
     p.add_argument("--inputs", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency)
-    p.add_argument("--concurrent", type=int, default=FluxSettings.concurrent)
+    p.add_argument("--requeue-dependency", default=FAST_REQUEUE)
+    p.add_argument("--concurrent", type=int, default=6)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--peers", action="store_true")
     p.add_argument("--helm", action="store_true", help="the repo defines HelmReleases")

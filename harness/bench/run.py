@@ -20,14 +20,13 @@ from harness.bench import genrepo, stats
 from harness.bench.sections import REGISTERED
 from harness.command import Command, run
 from harness.errors import CommandError
-from harness.flux import FluxSettings
 from harness.gc import run_processes
+from harness.gitops.flux_config import FAST_REQUEUE
 
 SECTIONS = ("peers", "latency", "scaling", "parallel")
 PROFILES: dict[str, dict[str, Any]] = {
     "repo": {"requeue_dependency": "30s", "concurrent": 4},
-    "fast": {"requeue_dependency": FluxSettings.requeue_dependency,
-             "concurrent": FluxSettings.concurrent},
+    "fast": {"requeue_dependency": FAST_REQUEUE, "concurrent": 6},
 }
 """repo: what the generated repos configure, i.e. nothing, so kustomize-controller's own
 defaults (--requeue-dependency=30s, --concurrent=4); fast: the drill-tuned settings."""
@@ -124,8 +123,8 @@ def _drill(opts: BenchOptions, name: str, repo: Path, *, cluster: str | None = N
         args += ["--profile", str(profile_s)]
     settings = flux or {}
     args += ["--requeue-dependency", str(settings.get("requeue_dependency",
-                                                      FluxSettings.requeue_dependency)),
-             "--concurrent", str(settings.get("concurrent", FluxSettings.concurrent))]
+                                                      PROFILES["fast"]["requeue_dependency"])),
+             "--concurrent", str(settings.get("concurrent", PROFILES["fast"]["concurrent"]))]
     return _child("harness.bench.one", args, opts.out_dir / f"{name}.json", opts.extra_env,
                   opts.timeout_s + 300)
 

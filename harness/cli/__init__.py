@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from harness.argtypes import positive_float, positive_int
+from harness.argtypes import go_duration, local_repo, positive_float, positive_int
 from harness.cli.progress import Progress
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
@@ -21,14 +21,20 @@ if TYPE_CHECKING:
 
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from harness.flux import FluxSettings
+    from harness.gitops.flux_config import FAST_REQUEUE
+    from harness.providers import registry
     from harness.scenarios import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
-    p.add_argument("--scenario", default="full-rebuild",
+    # Choices: a typo is one line naming the choices, before a run folder or report exists.
+    p.add_argument("--scenario", default="full-rebuild", choices=sorted(SCENARIOS),
+                   metavar="SCENARIO",
                    help=f"scenario to run ({', '.join(SCENARIOS)}; default full-rebuild)")
-    p.add_argument("--provider", default="embedded", help="cluster provider (default embedded)")
-    p.add_argument("--repo", type=Path, default=Path(), help="Flux Git repository (default .)")
+    providers = sorted(registry())
+    p.add_argument("--provider", default="embedded", choices=providers, metavar="PROVIDER",
+                   help=f"cluster provider ({', '.join(providers)}; default embedded)")
+    p.add_argument("--repo", type=local_repo, default=Path(),
+                   help="Flux Git repository, a local work tree (default .)")
     p.add_argument("--revision", default="HEAD", help="commit to drill (default HEAD)")
     p.add_argument("--cluster", help="repo-relative folder of the cluster's Flux objects "
                                      "(default: the only folder under clusters/)")
@@ -42,9 +48,14 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="converge deadline per round in seconds (default 300)")
     p.add_argument("--nodes", type=positive_int, default=3,
                    help="simulated nodes (embedded; default 3)")
-    p.add_argument("--requeue-dependency", default=FluxSettings.requeue_dependency,
-                   help="Flux --requeue-dependency (drill default "
-                        f"{FluxSettings.requeue_dependency}; Flux's own is 30s)")
+    p.add_argument("--flux-profile", choices=("repo", "fast"), default=None,
+                   help="repo (default; DRDRILL_FLUX_PROFILE): the controllers, flags and "
+                        "feature gates the repo configures, Flux's defaults elsewhere; fast: "
+                        "drill-only tuning, "
+                        f"--requeue-dependency={FAST_REQUEUE} (TTR then predicts less)")
+    p.add_argument("--requeue-dependency", default=None, type=go_duration,
+                   help="override Flux --requeue-dependency for every controller that has it "
+                        "(default: the repo's own, else Flux's 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
     p.add_argument("--scenario-option", action="append", default=[], metavar="KEY=VALUE",
                    type=_key_value, help="a scenario's own knob (see `drdrill scenarios list "
@@ -69,7 +80,8 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         repo=args.repo, cluster=args.cluster, scenario=args.scenario, provider=args.provider,
         report_dir=args.report_dir, inputs=args.inputs, rto_s=args.rto,
         keep_cluster=args.keep_cluster, revision=args.revision, converge_timeout_s=args.timeout,
-        nodes=args.nodes, flux=FluxSettings(requeue_dependency=args.requeue_dependency),
+        nodes=args.nodes, flux=FluxSettings(profile=args.flux_profile,
+                                                    requeue_dependency=args.requeue_dependency),
         config=config, provider_options=provider_options_from_args(args),
         scenario_options=dict(args.scenario_option), run_id=drill.run_id)
     with open_run(opts, progress=progress, drill=drill) as run:
@@ -125,7 +137,7 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     if report.leftovers:
         out.write(f"fix: drdrill gc --run-id {report.run_id}\n")
     out.write(f"report: {report_dir / 'report.json'}\n")
-    for name in ("report.md", "junit.xml", "allure-results"):
+    for name in ("report.md", "index.html", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
             out.write(f"        {report_dir / name}\n")
 

@@ -136,8 +136,9 @@ def run_allure(dirs: list[Path], out: Path, *, history: Path | None, name: str,
         gate_settings = {k: v for k, v in settings.items() if k != "historyPath"}
         gate_rc.write_text("export default " + json.dumps(gate_settings, indent=2) + ";\n",
                            encoding="utf-8")
+        # Run in the temp folder: the gate writes an allure-report/ of its own where it runs.
         gate = Command.of(program, "quality-gate", "--config", str(gate_rc), *results
-                          ).with_env(**env).with_timeout(300)
+                          ).with_env(**env).in_dir(Path(tmp)).with_timeout(300)
         result = run(gate, check=False)
     text = _plain(result.stdout + result.stderr)
     # metricMax's message, also for a drill without time-to-ready ("n/a exceeds ...").

@@ -15,7 +15,14 @@ from harness.errors import ProviderError
 from harness.flux.settings import FluxSettings, HostAddrs, controller_flags
 from harness.kube import apply_all, ensure_namespace, load_yaml_docs, request, wait_crds_established
 from harness.providers import ClusterProvider, SupportsFluxInstall, SupportsHostProcesses
-from harness.tools import FLUX_TOOLS, HELM_TOOLS, WATCHER_TOOLS, ResolvedTool
+from harness.tools import (
+    FLUX_TOOLS,
+    HELM_TOOLS,
+    IMAGE_TOOLS,
+    NOTIFICATION_TOOLS,
+    WATCHER_TOOLS,
+    ResolvedTool,
+)
 from harness.waits import Deadline, http_ok, poll_until
 
 log = logging.getLogger(__name__)
@@ -23,10 +30,29 @@ log = logging.getLogger(__name__)
 FLUX_NAMESPACE = "flux-system"
 SYNC_NAME = "flux-system"
 FLUX_CONTROLLERS = ("source-controller", "kustomize-controller")
-FLUX_ALL = ("source-controller", "kustomize-controller", "helm-controller")
-"""Every controller drdrill can run in-cluster; helm-controller only for repos with
-HelmReleases (the runner resolves it then)."""
+FLUX_ALL = (*FLUX_TOOLS, *HELM_TOOLS, *WATCHER_TOOLS, *NOTIFICATION_TOOLS, *IMAGE_TOOLS)
+"""Every controller of the pinned release drdrill runs, as processes or pods; all but source-
+and kustomize-controller only for repos whose kinds need them (the runner resolves them then)."""
 FLUX_IMAGE_REGISTRY = "ghcr.io/fluxcd"
+
+
+_STORAGE = {"source-watcher": "watcher", "image-reflector-controller": "images"}
+"""Each storage-owning controller's folder under the run's flux/ (source-controller: artifacts)."""
+
+
+def describe_settings(settings: FluxSettings, controllers: Sequence[str]) -> dict[str, Any]:
+    """The report's Flux settings: each setting of each running controller and its source."""
+    kc = {s.name: s for s in settings.effective("kustomize-controller")}
+    return {
+        "profile": settings.profile,
+        "components": list(settings.components),
+        "components_source": settings.components_source,
+        "settings": settings.describe(controllers),
+        "requeue_dependency": kc["requeue-dependency"].value,
+        "concurrent": int(kc["concurrent"].value),
+        "git_interval": settings.git_interval,
+        "notes": list(settings.notes),
+    }
 
 
 @dataclass
@@ -79,15 +105,20 @@ class FluxRuntime:
             "RUNTIME_NAMESPACE": FLUX_NAMESPACE,
             "TMPDIR": str(flux_dir / "tmp"),
         }
-        controllers = [c for c in (*FLUX_TOOLS, *HELM_TOOLS, *WATCHER_TOOLS) if c in self.tools]
+        controllers = [c for c in FLUX_ALL if c in self.tools]
+        events_url = receiver = None
+        if NOTIFICATION_TOOLS[0] in controllers:
+            events, receiver = host.ports(2)
+            events_url = f"http://127.0.0.1:{events}/"
         started: list[tuple[str, list[str], int]] = []
         for name in controllers:
-            storage_dir = flux_dir / ("watcher" if name == "source-watcher" else "artifacts")
+            storage_dir = flux_dir / _STORAGE.get(name, "artifacts")
             storage_dir.mkdir(parents=True, exist_ok=True)
             storage, metrics, health = host.ports(3)
             args = controller_flags(name, self.settings, host=HostAddrs(
                 storage_path=storage_dir, storage_port=storage,
-                metrics_port=metrics, health_port=health))
+                metrics_port=metrics, health_port=health, events_url=events_url,
+                receiver_port=receiver))
             started.append((name, args, health))
         for name, args, _ in started:
             self.controller_flags[name] = args
@@ -98,14 +129,11 @@ class FluxRuntime:
                        abort=host.supervisor.check, interval_s=0.05)
 
     def describe(self) -> dict[str, Any]:
+        running = [n for n in FLUX_ALL if n in self.tools]
         return {
-            "controllers": {n: self.tools[n].version for n in (*FLUX_TOOLS, *HELM_TOOLS,
-                                                               *WATCHER_TOOLS)
-                            if n in self.tools},
+            "controllers": {n: self.tools[n].version for n in running},
             "flags": self.controller_flags,
-            "requeue_dependency": self.settings.requeue_dependency,
-            "concurrent": self.settings.concurrent,
-            "git_interval": self.settings.git_interval,
+            **describe_settings(self.settings, running),
             # Not a flag: kustomize-controller polls the health of `wait`/healthChecks objects
             # every 5s (internal/controller/kustomization_controller.go), so each Kustomization
             # with wait: true costs up to 5s after its apply.
@@ -154,17 +182,28 @@ def flux_images(tools: Mapping[str, ResolvedTool] | None = None,
             for c in names}
 
 
-def flux_controller_args(settings: Any, *, controllers: Sequence[str] = FLUX_CONTROLLERS,
+def flux_controller_args(settings: FluxSettings, *,
+                         controllers: Sequence[str] = FLUX_CONTROLLERS,
                          host_network: bool = False) -> dict[str, list[str]]:
     """The in-cluster controllers' flags, from the one builder the host processes use too."""
-    args = {c: controller_flags(c, settings) for c in controllers}
+    events = NOTIFICATION_TOOLS[0] in controllers
+    args = {c: controller_flags(c, settings, events=events) for c in controllers}
     if host_network and "source-controller" in args:
         # On the host's network the stock ports may be taken; metrics are not needed.
         args["source-controller"].append("--metrics-addr=0")
     return args
 
 
-def flux_manifests(settings: Any, *, images: Mapping[str, str] | None = None,
+_SERVICES: Mapping[str, Sequence[tuple[str, int, str]]] = {
+    # controller -> (Service name, port, target port name), as `flux install` makes them.
+    "source-controller": (("source-controller", 80, "http"),),
+    "source-watcher": (("source-watcher", 80, "http"),),
+    "notification-controller": (("notification-controller", 80, "http"),
+                                ("webhook-receiver", 80, "http-webhook")),
+}
+
+
+def flux_manifests(settings: FluxSettings, *, images: Mapping[str, str] | None = None,
                    host_network_node: str | None = None) -> list[dict[str, Any]]:
     """ServiceAccounts, a cluster-admin binding, the source-controller Service and one
     Deployment per controller in `images` (default: source- and kustomize-controller).
@@ -189,25 +228,31 @@ def flux_manifests(settings: Any, *, images: Mapping[str, str] | None = None,
         "subjects": [{"kind": "ServiceAccount", "name": c, "namespace": FLUX_NAMESPACE}
                      for c in controllers],
     })
-    docs.append({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "source-controller", "namespace": FLUX_NAMESPACE,
-                     "labels": {**labels, "control-plane": "controller"}},
-        "spec": {"type": "ClusterIP", "selector": {"app": "source-controller"},
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP",
-                            "targetPort": "http"}]},
-    })
+    for c in controllers:
+        for svc, port, target in _SERVICES.get(c, ()):
+            docs.append({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": svc, "namespace": FLUX_NAMESPACE,
+                             "labels": {**labels, "control-plane": "controller"}},
+                "spec": {"type": "ClusterIP", "selector": {"app": c},
+                         "ports": [{"name": target, "port": port, "protocol": "TCP",
+                                    "targetPort": target}]},
+            })
     for c in controllers:
         ports = [{"containerPort": 8080, "name": "http-prom", "protocol": "TCP"},
                  {"containerPort": 9440, "name": "healthz", "protocol": "TCP"}]
         mounts = [{"name": "temp", "mountPath": "/tmp"}]  # noqa: S108 - in the pod
         volumes: list[dict[str, Any]] = [{"name": "temp", "emptyDir": {}}]
         readiness: dict[str, Any] = {"httpGet": {"path": "/readyz", "port": "healthz"}}
-        if c == "source-controller":
+        if c in ("source-controller", "source-watcher"):
             ports.insert(0, {"containerPort": 9090, "name": "http", "protocol": "TCP"})
+            readiness = {"httpGet": {"path": "/", "port": "http"}}
+        if c == "notification-controller":
+            ports += [{"containerPort": 9090, "name": "http", "protocol": "TCP"},
+                      {"containerPort": 9292, "name": "http-webhook", "protocol": "TCP"}]
+        if c in ("source-controller", "source-watcher", "image-reflector-controller"):
             mounts.append({"name": "data", "mountPath": "/data"})
             volumes.append({"name": "data", "emptyDir": {}})
-            readiness = {"httpGet": {"path": "/", "port": "http"}}
         pod: dict[str, Any] = {
             "serviceAccountName": c,
             "terminationGracePeriodSeconds": 10,

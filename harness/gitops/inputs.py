@@ -4,6 +4,7 @@ produce at run time, and external dependencies (remotes that must be reachable).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -74,6 +75,8 @@ class ManualInput:
     Git server stands in for). A real recovery still needs them."""
     why: str = ""
     """What it is (secret-zero of a store, SOPS key, ...), or who produces it at run time."""
+    keys: tuple[str, ...] = ()
+    """Keys it must hold (postBuild variables with no default; `*.agekey` for a SOPS key)."""
 
     @property
     def id(self) -> str:
@@ -87,7 +90,37 @@ class ManualInput:
         return {"id": self.id, "kind": self.kind, "namespace": self.namespace, "name": self.name,
                 "needed_by": list(self.needed_by), "field": self.field,
                 "automatable": self.automatable, "status": self.status,
-                "replaced_in_drill": self.replaced_in_drill, "why": self.why}
+                "replaced_in_drill": self.replaced_in_drill, "why": self.why,
+                "keys": list(self.keys)}
+
+    def lacking(self, doc: Mapping[str, Any]) -> list[str]:
+        """The keys (or `*.agekey` patterns) a supplied manifest of this input does not hold."""
+        have = [str(k) for part in ("data", "stringData", "binaryData")
+                for k in (doc.get(part) or {})]
+        return [k for k in self.keys if not any(fnmatch.fnmatchcase(h, k) for h in have)]
+
+    def template(self) -> str:
+        """A manifest to fill in, for the --inputs folder."""
+        if self.kind == "Namespace":
+            return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": self.name}}, sort_keys=False)
+        body = {k.replace("*", "age" if k == "*.agekey" else "key"): "<value>"
+                for k in self.keys} or {"<key>": "<value>"}
+        return yaml.safe_dump({"apiVersion": "v1", "kind": self.kind, "metadata": {
+            "name": self.name, "namespace": self.namespace},
+            ("stringData" if self.kind == "Secret" else "data"): body}, sort_keys=False)
+
+
+def lacking_keys(items: Iterable[ManualInput],
+                 supplied: SuppliedInputs) -> list[tuple[ManualInput, list[str]]]:
+    """Supplied inputs that lack keys the repo uses, with those keys."""
+    by_key = {input_key(d): d for d in supplied.docs}
+    out = []
+    for i in items:
+        doc = by_key.get((i.kind, i.namespace, i.name))
+        if doc is not None and (gone := i.lacking(doc)):
+            out.append((i, gone))
+    return out
 
 
 @dataclass(frozen=True)
@@ -159,12 +192,48 @@ def needs(o: Obj) -> Iterator[Need]:
                 yield Need(str(ref.get("kind", "ConfigMap")), o.namespace, str(ref["name"]),
                            o.ref, f"spec.valuesFrom[{i}]", bool(ref.get("optional")), True,
                            "Helm values")
+    if o.kind == "HelmRelease" and k is not None:
+        ns = str(spec.get("targetNamespace") or o.namespace)
+        for path, name in values_secrets(spec.get("values"), "spec.values"):
+            yield Need("Secret", ns, name, o.ref, path, False, True,
+                       "named in the HelmRelease's values: the chart mounts or reads it")
     if o.group == ESO_GROUP and o.kind in _STORES:
         for path, ref in _secret_refs(spec.get("provider"), "spec.provider"):
             ns = str(ref.get("namespace") or o.namespace or "default")
             kind = "ConfigMap" if str(ref.get("type", "")).lower() == "configmap" else "Secret"
             yield Need(kind, ns, str(ref["name"]), o.ref, path, False, False,
                        f"secret-zero of the {o.kind} (the store's own credential)")
+
+
+VALUES_SECRET_KEYS = frozenset({"existingSecret", "existingSecretName", "secretName",
+                                "credentialsName"})
+"""Keys by which common charts name a Secret the release needs but does not create
+(`credentialsName`: 1Password Connect's chart, `connect.credentialsName`)."""
+
+
+def values_secrets(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(values path, Secret name) for the Secret-name conventions of common charts:
+    `existingSecret`, `existingSecretName`, `secretName` (not a TLS secret, which cert-manager
+    makes from the Ingress), `envFrom[].secretRef` and app-template's `envFrom[].secret`,
+    and `valueFrom.secretKeyRef`. Templated names (`{{ ... }}`) are left out."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            sub = f"{path}.{key}"
+            if key in VALUES_SECRET_KEYS and isinstance(value, str):
+                if value and "{{" not in value and not (key == "secretName" and
+                                                        ".tls" in path.lower()):
+                    yield sub, value
+            elif key in ("secretRef", "secretKeyRef") and isinstance(value, Mapping) and \
+                    isinstance(value.get("name"), str) and "{{" not in value["name"]:
+                yield f"{sub}.name", value["name"]
+            elif key == "secret" and isinstance(value, str) and path.rsplit(".", 1)[-1].startswith(
+                    "envFrom[") and "{{" not in value:
+                yield sub, value
+            else:
+                yield from values_secrets(value, sub)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from values_secrets(value, f"{path}[{i}]")
 
 
 SOPS_FLAG = re.compile(r"--sops-age-secret[= ]+([A-Za-z0-9][-A-Za-z0-9.]*)")
@@ -388,8 +457,15 @@ class SuppliedInputs:
     files: tuple[str, ...]
 
     def keys(self) -> set[Key]:
-        return {(str(d.get("kind")), str((d.get("metadata") or {}).get("namespace") or "default"),
-                 str((d.get("metadata") or {}).get("name"))) for d in self.docs}
+        return {input_key(d) for d in self.docs}
+
+
+def input_key(doc: Mapping[str, Any]) -> Key:
+    """(kind, namespace, name) of a supplied manifest; a Namespace has no namespace."""
+    meta = doc.get("metadata") or {}
+    kind = str(doc.get("kind"))
+    ns = "" if kind == "Namespace" else str(meta.get("namespace") or "default")
+    return kind, ns, str(meta.get("name"))
 
 
 def load_inputs(directory: Path | None) -> SuppliedInputs:
@@ -440,4 +516,13 @@ def check_inputs(model: RepoModel, supplied: SuppliedInputs, inputs_dir: Path | 
         raise InputError(
             "manual inputs missing: " + "; ".join(lines),
             fix=f"supply each as a Kubernetes manifest {where} (they are applied before "
-                "bootstrap and never copied into reports)")
+                "bootstrap and never copied into reports); templates:\n" +
+                "---\n".join(i.template() for i in missing))
+    short = lacking_keys(model.manual_inputs, supplied)
+    if short:
+        raise InputError(
+            "manual inputs lack keys the repo uses: " + "; ".join(
+                f"{i.kind} {i.namespace}/{i.name} has no {', '.join(keys)} (needed by "
+                f"{', '.join(i.needed_by)} via {i.field})" for i, keys in short),
+            fix=f"add those keys to the manifests in {inputs_dir}; templates:\n" +
+                "---\n".join(i.template() for i, _ in short))

@@ -26,7 +26,8 @@ IMAGE_AUTOMATION = "image-automation-controller"
 FLUX_OPERATOR = "flux-operator"
 
 RUNNABLE_CONTROLLERS = frozenset({SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER, HELM_CONTROLLER,
-                                  SOURCE_WATCHER})
+                                  SOURCE_WATCHER, NOTIFICATION_CONTROLLER, IMAGE_REFLECTOR,
+                                  IMAGE_AUTOMATION})
 """Controllers of the pinned Flux release that drdrill runs (their CRDs are installed)."""
 
 

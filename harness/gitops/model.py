@@ -21,10 +21,10 @@ from harness.errors import (
     RepoError,
     UnknownDependencyError,
 )
-from harness.gitops import bootstrap, inputs, yamlgo
+from harness.gitops import apiversions, bootstrap, flux_config, inputs, yamlgo
 from harness.gitops.bootstrap import FLUX_NAMESPACE, SYNC_NAME
 from harness.gitops.inputs import ExternalDependency, Limit, ManualInput, Obj
-from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, spec_of
+from harness.gitops.kinds import KINDS, RUNNABLE_CONTROLLERS, KindSpec, dig, spec_of
 from harness.gitops.render import Artifact, Build, Substitution, copy_into, substitute
 from harness.gitops.sourceignore import source_files
 
@@ -96,6 +96,14 @@ class RepoModel:
     """Refs of the sources that are the repo under test (the drill's own, and aliases)."""
     rendered: tuple[Obj, ...] = field(default=(), repr=False, compare=False)
     """Every object the walk rendered, with the Kustomization that applies it."""
+    flux: flux_config.FluxSettings = field(default_factory=flux_config.FluxSettings)
+    """The repo's own Flux settings (flux-system patches, FluxInstance, extra components)."""
+
+    def controllers(self) -> tuple[str, ...]:
+        """The Flux controllers this repo's kinds need (each kind's row in the kinds table)."""
+        needed = {k.controller for o in self.rendered if (k := spec_of(o.doc)) is not None}
+        needed |= {k.controller for o in self.objects if (k := o.kind_spec) is not None}
+        return tuple(sorted(needed))
 
     @property
     def uses_helm(self) -> bool:
@@ -189,6 +197,9 @@ class _Walk:
         self.parsed: dict[str, list[dict[str, Any]]] = {}
         self.aliases: set[tuple[str, str]] = set()
         """Other names of the repo under test (see bootstrap.self_sync)."""
+        self.unset_vars: dict[str, set[str]] = {}
+        """Kustomization ref -> postBuild variables it uses with no value and no default
+        offline: the keys its substituteFrom inputs must hold."""
 
     def artifact_for(self, ks: FluxObject) -> Artifact:
         return self.derived.get(self.artifact_of.get(ks.ref, ""), self.artifact)
@@ -300,7 +311,8 @@ class _Walk:
             sub = self.substitution(ks)
             if sub is not None:
                 try:
-                    docs, _ = substitute(docs, sub, owner=ks.ref, file=build.path)
+                    docs, unset = substitute(docs, sub, owner=ks.ref, file=build.path)
+                    self.unset_vars[ks.ref] = unset
                 except RepoError as exc:
                     self.problem(exc)
                     continue
@@ -433,6 +445,11 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                                                                      errors="replace"))]
     _check_dependencies(walk)
     _check_kinds(walk)
+    for f in apiversions.check((o.doc, o.file, o.ref) for o in walk.rendered):
+        if f.severity == "invalid":
+            walk.problem(RepoError(f.message, file=f.file, obj=f.obj, fix=f.fix))
+        else:
+            walk.notes.append(f"warning: {f.message} ({f.file}); {f.fix}")
     sync = bootstrap.local_run(walk.root_docs, [d for _, d in instances] +
                                [o.doc for o in walk.rendered if o.kind == "FluxInstance"],
                                walk.aliases)
@@ -450,6 +467,12 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
     for ref, chart in chart_of.items():  # webhooks a chart installs: named after the chart
         if chart in inputs.WEBHOOK_CHARTS:
             webhooks.setdefault(chart, f"{ref} (chart {chart})")
+    first_of: dict[str, str] = {}
+    for o in walk.rendered:
+        if spec_of(o.doc) is not None:
+            first_of.setdefault(o.kind, f"{o.ref} ({o.file})")
+    flux = flux_config.read(top, every_file, here, kustomize=kustomize, instances=instances,
+                            kinds=first_of)
     model = RepoModel(top, _rel(top, cluster_dir), tuple(walk.objects.values()),
                       tuple(manual), frozenset(walk.produced), tuple(sync.patches),
                       tuple(sync.changes), tuple(dict.fromkeys(walk.notes)),
@@ -457,7 +480,7 @@ def analyze(top: Path, cluster_path: str, *, kustomize: Path | None, jobs: int =
                       len(walk.rendered), frozenset(
                           {f"GitRepository/{FLUX_NAMESPACE}/{SYNC_NAME}",
                            *(f"GitRepository/{ns}/{n}" for ns, n in walk.aliases)}),
-                      tuple(walk.rendered))
+                      tuple(walk.rendered), flux)
     if not collect:
         model.raise_for_problems()
     return model
@@ -503,8 +526,10 @@ def _check_kinds(walk: _Walk) -> None:
             f"{k.kind} ({k.group}) is served by {k.controller}, which drdrill does not run: "
             f"{o.owner} cannot apply {o.ref}" + (f" (and {count - 1} more)" if count > 1 else ""),
             file=o.file, obj=o.ref,
-            fix=("flux-operator installs Flux from container images: drill this cluster with "
-                 "--provider kind, or sync the FluxInstance's path directly (--cluster)"
+            fix=("no drdrill provider runs flux-operator yet (it is not pinned: its only "
+                 "release on the Go module proxy, v0.59.0, needs Go 1.27); drill the paths its "
+                 "FluxInstance and ResourceSets sync directly with --cluster, or move these "
+                 "objects out of the Kustomization the drill applies"
                  if k.controller == "flux-operator" else
                  f"drill with --provider kind (where {k.controller} runs), or move the "
                  f"{k.kind} objects to a Kustomization the drill does not apply")),
@@ -514,6 +539,9 @@ def _check_kinds(walk: _Walk) -> None:
 def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                    texts: Iterable[tuple[str, str]]) -> list[ManualInput]:
     producers = inputs.runtime_producers(walk.rendered)
+    owners: dict[tuple[str, str, str], set[str]] = {}
+    for r in walk.rendered:
+        owners.setdefault((r.kind, r.namespace, r.name), set()).add(r.owner)
     store_of: dict[tuple[str, str, str], str] = {}
     for o in walk.rendered:
         if o.group == inputs.ESO_GROUP and o.kind == "ExternalSecret":
@@ -535,13 +563,26 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
             if key in walk.produced:
                 circular = need.why.startswith("secret-zero") and \
                     store_of.get(key) == o.name
-                if not circular:
+                itself = need.field.startswith("spec.postBuild.substituteFrom") and \
+                    owners.get(key) == {o.ref}
+                if not circular and not itself:
                     continue
-                why = f"{need.why}; produced by an ExternalSecret through that very store"
+                why = (f"{need.why}; produced by an ExternalSecret through that very store"
+                       if circular else
+                       f"{need.why}; in Git, but applied only by {o.ref} itself, which cannot "
+                       "build without it: a chicken-and-egg a real bootstrap breaks by "
+                       "applying it by hand first")
             elif (by := inputs.producer_of(key, producers)) is not None:
                 if need.why.startswith("secret-zero") and by.endswith(f"via {o.kind} {o.name})"):
                     why = (f"{need.why}; the ExternalSecret that would make it reads it through "
                            f"that very store: {by}")
+                elif o.kind == "HelmRelease" and any(
+                        by.endswith(f"via {k} {o.name})") for k in ("ClusterSecretStore",
+                                                                     "SecretStore")):
+                    # The release is the store's backend (1Password Connect): the ExternalSecret
+                    # that makes its credentials needs it running first.
+                    why = (f"{need.why}; made by an ExternalSecret through the store this release "
+                           f"serves, which needs it running first: {by}")
                 else:
                     status, why = "produced-at-runtime", f"produced at run time by {by}"
             entry = found.setdefault(key, {"by": [], "field": need.field, "automatable":
@@ -566,9 +607,75 @@ def _manual_inputs(walk: _Walk, sync: bootstrap.SyncInfo,
                       "why": f"sync defined {sync.via}" + ("" if private else
                                                           "; needed only if the repository "
                                                           "is private")}
+    sops_keys = _sops_key_patterns(walk)
+    for v in found.values():
+        if v["field"].startswith("spec.postBuild.substituteFrom"):
+            v["keys"] = sorted(set().union(*(_vars_left_for(walk, b) for b in v["by"])))
+        elif v["field"] in ("spec.decryption.secretRef", "kustomize-controller --sops-age-secret"):
+            v["keys"] = sops_keys
+    found.update(_namespaces_never_created(walk))
     return [ManualInput(k[0], k[1], k[2], tuple(dict.fromkeys(v["by"])), v["field"],
-                        v["automatable"], v["status"], k in replaced, v["why"])
+                        v["automatable"], v["status"], k in replaced, v["why"],
+                        tuple(v.get("keys", ())))
             for k, v in sorted(found.items())]
+
+
+BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease",
+                                FLUX_NAMESPACE})
+"""Namespaces every cluster has (flux-system: bootstrap makes it)."""
+
+
+def _namespaces_never_created(walk: _Walk) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Namespaces the rendered objects live in that nothing in the repo creates (a Namespace
+    object, a HelmRelease's createNamespace), e.g. made by a cloud's Flux extension: a manual
+    step. Skipped when parts of the repo were not rendered (they may create it)."""
+    unrendered = bool(walk.remote_bases) or any(
+        "not rendered" in n or "not the repo under test" in n for n in walk.notes)
+    if unrendered:
+        return {}
+    made = {o.name for o in walk.rendered if o.kind == "Namespace"}
+    for o in walk.rendered:
+        if o.kind == "HelmRelease" and (dig(o.spec, "install.createNamespace") is True):
+            made.add(str(o.spec.get("targetNamespace") or o.namespace))
+    users: dict[str, list[str]] = {}
+    for o in walk.rendered:
+        if o.namespace and o.namespace not in made and o.namespace not in BUILTIN_NAMESPACES:
+            users.setdefault(o.namespace, []).append(o.ref)
+    return {("Namespace", "", ns): {
+        "by": refs[:5], "field": "metadata.namespace", "automatable": True, "status": "missing",
+        "why": f"{len(refs)} object(s) live in it and nothing in the repository creates it "
+               "(a platform or a bootstrap script must)"} for ns, refs in users.items()}
+
+
+def _vars_left_for(walk: _Walk, ks_ref: str) -> set[str]:
+    """The postBuild variables of `ks_ref` that only its one unknown substituteFrom source
+    (the manual input) can hold: unset offline, and in none of its sources the repo renders.
+    With two unknown sources, which holds what is not knowable: nothing is claimed."""
+    ks = walk.objects.get(ks_ref)
+    if ks is None:
+        return set()
+    left = set(walk.unset_vars.get(ks_ref, set()))
+    unknown = 0
+    for ref in (ks.spec.get("postBuild") or {}).get("substituteFrom") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        key = (str(ref.get("kind", "ConfigMap")), ks.namespace, str(ref.get("name")))
+        data = walk.values.get(key)
+        by_others = any((o.kind, o.namespace, o.name) == key and o.owner != ks_ref
+                        for o in walk.rendered)
+        if data is None or not by_others:  # unknown offline, or only applied by ks itself
+            unknown += 1
+        else:
+            left -= set(data)
+    return left if unknown == 1 else set()
+
+
+def _sops_key_patterns(walk: _Walk) -> list[str]:
+    """The key a SOPS decryption Secret must hold: `*.agekey` for age (kustomize-controller's
+    convention), `*.asc` when the repo's encrypted files name only PGP recipients."""
+    methods = {m for o in walk.rendered if isinstance(o.doc.get("sops"), Mapping)
+               for m in ("age", "pgp") if o.doc["sops"].get(m)}
+    return ["*.asc"] if methods == {"pgp"} else ["*.agekey"]
 
 
 def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:

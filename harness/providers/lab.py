@@ -572,19 +572,14 @@ class LabProvider(ClusterLifecycle):
         storage, s_metrics, s_health, k_metrics, k_health = pick_ports(5, used)
         env = {"KUBECONFIG": f"{rd}/kubeconfig", "RUNTIME_NAMESPACE": "flux-system",
                "TMPDIR": f"{rd}/flux/tmp"}
-        source_args = [
-            "--watch-all-namespaces=true", f"--storage-path={rd}/flux/artifacts",
-            f"--storage-addr=127.0.0.1:{storage}", f"--storage-adv-addr=127.0.0.1:{storage}",
-            f"--metrics-addr=127.0.0.1:{s_metrics}", f"--health-addr=127.0.0.1:{s_health}",
-            "--enable-leader-election=false", "--log-encoding=json",
-            *settings.flags("source-controller"),
-        ]
-        kustomize_args = [
-            "--watch-all-namespaces=true", f"--metrics-addr=127.0.0.1:{k_metrics}",
-            f"--health-addr=127.0.0.1:{k_health}", "--enable-leader-election=false",
-            "--log-encoding=json", "--no-remote-bases=true",
-            *settings.flags("kustomize-controller"),
-        ]
+        from harness.flux.settings import HostAddrs, controller_flags
+
+        source_args = controller_flags("source-controller", settings, host=HostAddrs(
+            storage_path=Path(f"{rd}/flux/artifacts"), storage_port=storage,
+            metrics_port=s_metrics, health_port=s_health))
+        kustomize_args = controller_flags("kustomize-controller", settings, host=HostAddrs(
+            storage_path=Path(f"{rd}/flux/artifacts"), storage_port=storage,
+            metrics_port=k_metrics, health_port=k_health))
         flags: dict[str, Any] = {}
         for name, args in (("source-controller", source_args),
                            ("kustomize-controller", kustomize_args)):

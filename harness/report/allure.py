@@ -34,6 +34,7 @@ from allure_commons.model2 import (
 from harness.report.markdown import (
     figure_text,
     flatten,
+    flux_setting_rows,
     fmt_seconds,
     manual_text,
     render_markdown,
@@ -171,7 +172,9 @@ def environment_properties(report: DrillReport) -> str:
         pairs += [(f"version.{tool}", str(v)) for tool, v in sorted(versions.items())]
     flux = report.settings.get("flux", report.settings.get("flux_flags"))
     if isinstance(flux, Mapping):
-        pairs += flatten(flux, "flux.")
+        pairs += flatten({k: v for k, v in flux.items() if k != "settings"}, "flux.")
+        pairs += [(f"flux.setting.{c}.{a.split('=', 1)[0].lstrip('-')}", f"{a} ({src})")
+                  for c, a, src in flux_setting_rows(flux)]
     return "".join(f"{_prop(k, key=True)}={_prop(redact(v))}\n" for k, v in pairs)
 
 

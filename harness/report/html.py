@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from harness.report.markdown import flatten, fmt_seconds, round_label
+from harness.report.markdown import flatten, flux_setting_rows, fmt_seconds, round_label
 from harness.report.model import CriticalHop, DrillReport, ObjectRecord, PhaseRecord
 from harness.report.redact import redact, strip_control, write_report_file
 
@@ -794,6 +794,12 @@ def _settings(settings: Mapping[str, Any]) -> str:
                        ("provider", "Provider")):
         value = settings.get(key)
         if isinstance(value, Mapping) and value:
+            origin = flux_setting_rows(value) if key != "provider" else []
+            if origin:
+                parts.append("<h3>Flux settings and where each came from</h3>\n" + _table(
+                    ("Controller", "Setting", "From"),
+                    [(esc(c), _code(a), esc(src)) for c, a, src in origin]))
+                value = {k: v for k, v in value.items() if k != "settings"}
             rows = [(_code(k), _value(v)) for k, v in flatten(value)]
             table = _table(("Setting", "Value"), rows, "kv")
             if key == "provider":  # long process flags; useful when debugging, not at a glance

@@ -18,6 +18,24 @@ SUMMARY_ROWS = 5
 SUMMARY_ERROR_LINES = 8
 
 
+def _egress_facts(r: DrillReport) -> list[str]:
+    """What this recovery tried to reach, in two lines: the mirror, and who was refused."""
+    e = r.egress
+    if not e:
+        return []
+    out = [f"- Egress policy {code(e.get('policy', ''))}"
+           + (f": {_pulled(e['mirror'])}" if e.get("mirror") else "")]
+    blocked = e.get("blocked") or []
+    writers = e.get("writers_blocked") or []
+    if blocked:
+        shown = writers or blocked
+        out.append(f"- **{len(blocked)}** outside host{'' if len(blocked) == 1 else 's'} "
+                   f"refused" + ("; external writers blocked: " if writers else ": ")
+                   + ", ".join(f"{code(b.get('namespace', '') + '/' + b.get('pod', ''))} -> "
+                               f"{code(b.get('host', ''))}" for b in shown[:SUMMARY_ROWS]))
+    return out
+
+
 def render_summary(report: DrillReport) -> str:
     """report.md: verdict, TTR vs RTO, manual steps, what failed, where the full report is."""
     r = report
@@ -38,6 +56,7 @@ def render_summary(report: DrillReport) -> str:
                  + (": " + ", ".join(code(m.id) for m in steps) if steps else "")
                  + ("; automated by drdrill: " + ", ".join(code(a) for a in auto) if auto
                     else ""))
+    facts += _egress_facts(r)
     lines += facts
     failed = [p for p in r.phases if p.outcome in ("failed", "broken")]
     not_ready = [o for o in r.objects if not o.ready and o.round == r.recovery_round] or \
@@ -160,6 +179,16 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         else:
             out.append((name, "" if value is None else str(value)))
     return out
+
+
+def flux_setting_rows(flux: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(controller, flag, source) of each Flux setting a drill ran with (report schema's
+    settings.flux.settings)."""
+    items = flux.get("settings")
+    if not isinstance(items, (list, tuple)):
+        return []
+    return [(str(i.get("controller", "")), str(i.get("arg", "")), str(i.get("source", "")))
+            for i in items if isinstance(i, Mapping)]
 
 
 def round_label(rnd: int, recovery_round: int) -> str:
@@ -396,8 +425,12 @@ def _settings(settings: Mapping[str, Any]) -> str:
             ("Tool", "Version"), [(tool, code(v)) for tool, v in sorted(versions.items())]))
     flux = settings.get("flux", settings.get("flux_flags"))
     if isinstance(flux, Mapping) and flux:
-        out.append("### Flux settings\n\n" + "\n".join(
-            f"- {code(k)}: {code(v) if v else 'n/a'}" for k, v in flatten(flux)))
+        rows = flux_setting_rows(flux)
+        rest = {k: v for k, v in flux.items() if k != "settings"}
+        out.append("### Flux settings\n\n" + (_table(
+            ("Controller", "Setting", "Where it came from"),
+            [(cell(c), code(a), cell(src)) for c, a, src in rows]) + "\n\n" if rows else "")
+            + "\n".join(f"- {code(k)}: {code(v) if v else 'n/a'}" for k, v in flatten(rest)))
     changes = settings.get("local_run_changes")
     if isinstance(changes, (list, tuple)) and changes:
         out.append(_bullets("Changed to run locally", [str(c) for c in changes]))

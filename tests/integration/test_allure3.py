@@ -33,13 +33,17 @@ def _night(root: Path, night: int) -> Path:
     return folder
 
 
-def test_three_nights_of_time_to_ready_metrics_with_history_and_an_rto_gate(tmp_path, capsys):
+def test_three_nights_of_time_to_ready_metrics_with_history_and_an_rto_gate(tmp_path, capsys,
+                                                                           monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     history = tmp_path / "history" / "allure-history.jsonl"
     codes = []
     for night in range(3):
         codes.append(main(["report", "allure", str(_night(tmp_path, night)), "--history",
                            str(history), "--out", str(tmp_path / f"report{night}")]))
     assert codes == [0, 0, 1]  # night 3: staging's 95 s is over its 90 s RTO
+    assert list((tmp_path / "cwd").iterdir()) == []  # nothing left where it was run
     err = capsys.readouterr().err
     assert "95 s exceeds the allowed maximum 90 s" in err and "clusters/staging" in err
     points = [json.loads(line) for line in history.read_text().splitlines()]

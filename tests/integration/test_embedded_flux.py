@@ -75,7 +75,7 @@ def _converge_repo(tools, repo: Path, cluster: str, workdir: Path, inputs: list[
                             tools)) as cluster_:
         api = api_client(cluster_.kubeconfig)
         try:
-            settings = FluxSettings()
+            settings = FluxSettings(profile="fast")
             FluxRuntime(cluster_, api, tools, flux_crds(Config.from_env()), settings).install()
             if inputs:
                 apply_all(api, inputs)

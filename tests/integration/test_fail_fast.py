@@ -30,7 +30,8 @@ def test_unreachable_remote_fails_fast_and_reports_every_object(fixture_repo, tm
                          cwd=TOP, timeout=600)
     elapsed = time.monotonic() - started
     log = res.stdout + res.stderr
-    assert res.returncode == 1, log  # a DR expectation failed: verdict failed, not broken
+    # A remote the drill cannot reach is the drill's environment, not the repo: broken.
+    assert res.returncode == 2, log
     assert "GitRepository/flux-system/upstream" in res.stdout
     assert "http://127.0.0.1:9/upstream.git" in res.stdout and "connection refused" in res.stdout
     # The first failed fetch shows on the progress line; the drill ends within 60 s of it.
@@ -41,6 +42,8 @@ def test_unreachable_remote_fails_fast_and_reports_every_object(fixture_repo, tm
     assert stopped - first < 60, log
     assert elapsed < 240, log
     report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "broken"
+    assert "remote http://127.0.0.1:9/upstream.git is unreachable" in json.dumps(report)
     objects = {o["kind"] + "/" + o["namespace"] + "/" + o["name"]: o for o in report["objects"]}
     upstream = objects["GitRepository/flux-system/upstream"]
     assert not upstream["ready"] and upstream["reason"] == "GitOperationFailed"

@@ -44,7 +44,7 @@ def test_converges_through_a_control_plane_restart(tools, sample_repo, tmp_path,
             f"fault-{component}", "t", tmp_path / "c", Config.from_env(), tools)) as cluster:
         api = api_client(cluster.kubeconfig)
         try:
-            settings = FluxSettings()
+            settings = FluxSettings(profile="fast")
             FluxRuntime(cluster, api, tools, flux_crds(Config.from_env()), settings).install()
             apply_all(api, inputs)
             apply_all(api, sync_objects(url=git.url, branch=rev.branch, path=model.cluster_path,

@@ -4,7 +4,9 @@ write. Needs the pinned kustomize and actionlint (built from the Go module proxy
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -153,3 +155,42 @@ def test_gitlab_pipeline_has_the_same_matrix(fixture_repo, capsys):
 def test_secret_names_are_valid_ci_names():
     assert secret_name("Secret", "flux-system", "sops-age") == "DRDRILL_SECRET_FLUX_SYSTEM_SOPS_AGE"
     assert secret_name("ConfigMap", "a.b", "x--y") == "DRDRILL_CONFIGMAP_A_B_X_Y"
+
+
+@pytest.mark.slow
+def test_the_workflows_own_steps_drill_a_cell_and_merge_the_fleet(fixture_repo, tmp_path):
+    """The matrix cell's Drill step and the fan-in's Fleet page step, run with bash as the runner
+    would: the same entry point (`drdrill` on PATH), reports merged into one fleet page."""
+    import sys
+
+    repo = fixture_repo("fleet-two-clusters")
+    assert _init(repo, "--rto", "300") == 0
+    jobs = _workflow(repo)["jobs"]
+    cell = next(c for c in jobs["drill"]["strategy"]["matrix"]["include"]
+                if c["provider"] == "embedded")
+    drill = next(s for s in jobs["drill"]["steps"] if s.get("name") == "Drill")
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "RUNNER_TEMP": str(tmp_path), "GITHUB_STEP_SUMMARY": str(summary),
+           "GITHUB_OUTPUT": str(output), "GITHUB_ACTIONS": "true",
+           "CLUSTER": cell["cluster"], "PROVIDER": cell["provider"],
+           "INPUT_NAMES": cell["inputs"]}
+    out = subprocess.run(["bash", "-e", "-c", drill["run"]], cwd=repo, env=env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "::group::phase converge" in out.stderr and "ready: Kustomization/flux-system/apps" \
+        in out.stderr
+    reports = list((repo / "reports").glob("*/report.json"))
+    assert len(reports) == 1
+    # The fan-in job: artifacts land in cells/, the step merges them with the history.
+    cells = tmp_path / "fanin" / "cells"
+    shutil.copytree(repo / "reports", cells)
+    fleet_step = next(s for s in jobs["fleet"]["steps"] if s.get("name") == "Fleet page")
+    out = subprocess.run(["bash", "-e", "-c", fleet_step["run"]], cwd=cells.parent, env=env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "rc=0" in output.read_text()
+    page = json.loads((cells.parent / "fleet" / "fleet.json").read_text())
+    assert [(r["cluster"], r["provider"], r["status"]) for r in page["rows"]] == [
+        ("clusters/staging", "embedded", "passed")]
+    assert "## drdrill fleet" in summary.read_text()

@@ -173,7 +173,9 @@ def test_render_quirks_as_kustomize_controller(fixture_repo, kustomize):
     assert [p["targetPort"] for p in svc.doc["spec"]["ports"]] == [80, 9090]  # &port twice
     assert {("ConfigMap", "team-a", "team-settings"), ("ConfigMap", "team-b", "team-settings"),
             ("ConfigMap", "quirks", "app-settings")} <= model.produced
-    assert required_inputs(model) == set()
+    # targetNamespace puts objects in team-a/team-b, which nothing in the repo creates: a
+    # real kustomize-controller fails with `namespaces "team-a" not found`.
+    assert required_inputs(model) == {("Namespace", "", "team-a"), ("Namespace", "", "team-b")}
     assert {i.name: i.status for i in model.manual_inputs}["maybe-vars"] == "optional"
 
 
@@ -205,9 +207,9 @@ def test_secret_zero_inventory(fixture_repo, kustomize):
             ("container-registry", "quay.io")} <= deps
     assert {lim.obj for lim in model.limits} == {"HelmRelease/flux-system/cert-manager",
                                                  "HelmRelease/flux-system/kyverno"}
-    assert model.verdict == "unsupported"
-    assert {p.object for p in model.problems} == {"Alert/apps/chat", "Provider/apps/chat"}
-    assert all("notification-controller" in p.message for p in model.problems)
+    # notification-controller runs in the drill now: its kinds limit nothing.
+    assert model.verdict == "ok" and not model.problems
+    assert "notification-controller" in model.controllers()
 
 
 def cli(*args, env=None):
@@ -227,7 +229,7 @@ def test_preflight_cli_json_and_exit_codes(fixture_repo, kustomize):
     res = cli("preflight", "--repo", repo, "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["verdict"] == "limited" and data["kustomizations"] == 4
+    assert data["verdict"] == "clean" and data["kustomizations"] == 4
     for item in data["manual_inputs"]:
         assert {"kind", "namespace", "name", "needed_by", "status"} <= set(item)
         assert item["status"] in ("missing", "supplied", "produced-at-runtime", "optional")
@@ -271,3 +273,82 @@ def test_external_artifacts_rebuilt_from_artifact_generator(fixture_repo, kustom
     assert {("ConfigMap", "infra", "settings"), ("Deployment", "web", "web")} <= model.produced
     assert ("container-registry", "ghcr.io") in {(d.kind, d.url)
                                                  for d in model.external_dependencies}
+
+
+def test_inventory_is_not_preflight_and_explains_an_invalid_repo(fixture_repo, kustomize):
+    repo = fixture_repo("broken-cycle")
+    inv = cli("inventory", "--repo", repo, "--cluster", "clusters/dev")
+    pre = cli("preflight", "--repo", repo, "--cluster", "clusters/dev")
+    assert inv.stdout != pre.stdout and inv.returncode == pre.returncode == 2
+    assert inv.stdout.startswith("inventory of ") and "INCOMPLETE: the repo is invalid" in \
+        inv.stdout and "flux-system/a" in inv.stdout
+
+
+def test_preflight_reads_the_commit_not_the_working_tree(fixture_repo, kustomize):
+    repo = fixture_repo("broken-cycle")
+    fixed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: default\n"
+    for name in ("a", "b", "c"):  # an uncommitted fix is not what Flux gets
+        (repo / "clusters" / "dev" / f"{name}.yaml").write_text(fixed)
+    res = cli("preflight", "--repo", repo, "--cluster", "clusters/dev")
+    assert res.returncode == 2 and "INVALID" in res.stdout, res.stdout
+    assert "uncommitted change(s) are not what Flux gets" in res.stdout
+
+
+def test_substitute_from_a_secret_the_same_kustomization_applies(tmp_path, kustomize):
+    (tmp_path / "clusters" / "dev").mkdir(parents=True)
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "clusters" / "dev" / "apps.yaml").write_text(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n"
+        "  name: apps\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./apps\n"
+        "  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        "  postBuild:\n    substituteFrom:\n      - kind: Secret\n        name: vars\n")
+    (tmp_path / "apps" / "vars.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: vars\n  namespace: flux-system\n"
+        "stringData:\n  DOMAIN: example.org\n")
+    (tmp_path / "apps" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\n  namespace: flux-system\n"
+        "data:\n  host: ${DOMAIN}\n")
+    model = analyze(tmp_path, "clusters/dev", kustomize=kustomize)
+    item = next(i for i in model.manual_inputs if i.name == "vars")
+    assert item.required and "chicken-and-egg" in item.why and item.keys == ("DOMAIN",)
+
+
+def test_credentials_of_the_store_backend_made_through_that_store_are_manual(tmp_path,
+                                                                             kustomize):
+    (tmp_path / "clusters" / "dev").mkdir(parents=True)
+    (tmp_path / "clusters" / "dev" / "all.yaml").write_text("""\
+apiVersion: v1
+kind: Namespace
+metadata: {name: es}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: connect}
+spec:
+  provider:
+    onepassword:
+      connectHost: http://connect.es.svc:8080
+      auth:
+        secretRef:
+          connectTokenSecretRef: {name: connect-token, namespace: es, key: token}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: connect-creds, namespace: es}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: connect}
+  target: {name: connect-creds}
+  dataFrom: [{extract: {key: connect}}]
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: connect, namespace: es}
+spec:
+  interval: 1h
+  chart: {spec: {chart: connect, sourceRef: {kind: HelmRepository, name: op}}}
+  values:
+    connect: {credentialsName: connect-creds}
+""")
+    model = analyze(tmp_path, "clusters/dev", kustomize=kustomize)
+    creds = next(i for i in model.manual_inputs if i.name == "connect-creds")
+    assert creds.required and "the store this release serves" in creds.why

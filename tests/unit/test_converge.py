@@ -10,7 +10,8 @@ from harness.converge import (
     critical_path,
     readiness,
 )
-from harness.errors import ObjectFailed
+from harness.core.recorder import outcome_of
+from harness.errors import DrillEnvironmentError, ObjectFailed
 
 pytestmark = pytest.mark.unit
 
@@ -171,7 +172,7 @@ def test_unchanged_failure_fails_after_the_stuck_window_naming_the_url():
     fold(c, GIT_REPOSITORIES, gitrepo("remote"), 1.0)
     c.check_stuck(20.0)  # still within Flux's retries
     fold(c, GIT_REPOSITORIES, gitrepo("remote"), 25.0)  # same reason and message again
-    with pytest.raises(ObjectFailed) as err:
+    with pytest.raises(DrillEnvironmentError) as err:  # an unreachable remote: "broken"
         c.check_stuck(31.5)
     text = str(err.value)
     assert "GitRepository/flux-system/remote" in text and "http://127.0.0.1:1/remote.git" in text
@@ -183,7 +184,7 @@ def test_progressing_between_retries_does_not_restart_the_window():
     fold(c, GIT_REPOSITORIES, gitrepo("remote"), 1.0)
     fold(c, GIT_REPOSITORIES, gitrepo("remote", reason="Progressing", message="building"), 20.0)
     fold(c, GIT_REPOSITORIES, gitrepo("remote"), 25.0)
-    with pytest.raises(ObjectFailed) as err:
+    with pytest.raises(DrillEnvironmentError) as err:
         c.check_stuck(31.5)
     assert "connection refused" in str(err.value)
 
@@ -216,16 +217,55 @@ def test_a_changing_failure_restarts_the_window_and_waits_never_count():
     c.check_stuck(49.0)  # waiting on a dependency or a source is never a failure of its own
 
 
-def test_kind_no_controller_serves_fails_at_once():
+def test_kind_no_controller_serves_is_broken_at_once():
     c = Converger(api=None, revision=REV, expected=set())
-    msg = ('Alert/apps/chat dry-run failed: no matches for kind "Alert" in version '
-           '"notification.toolkit.fluxcd.io/v1beta3"')
-    with pytest.raises(ObjectFailed) as err:
+    msg = ('ResourceSet/apps/tenants dry-run failed: no matches for kind "ResourceSet" in '
+           'version "fluxcd.controlplane.io/v1"')
+    with pytest.raises(DrillEnvironmentError) as err:
         fold(c, KUSTOMIZATIONS, ks("apps", ready="False", reason="ReconciliationFailed") |
              {"status": {"conditions": [{"type": "Ready", "status": "False",
                                          "reason": "ReconciliationFailed", "message": msg,
                                          "observedGeneration": 2}]}}, 1.0)
-    assert "notification-controller" in str(err.value) and "Alert" in str(err.value)
+    assert "flux-operator" in err.value.cause and "ResourceSet" in str(err.value)
+    assert outcome_of(err.value) == "broken"
+
+
+def test_feature_gate_the_drill_left_off_is_broken_at_once():
+    c = Converger(api=None, revision=REV, expected=set())
+    msg = ("can't access 'ExternalArtifact/flux-system/apps', ExternalArtifact feature gate "
+           "is disabled")
+    with pytest.raises(DrillEnvironmentError) as err:
+        fold(c, KUSTOMIZATIONS, ks("apps", ready="False", reason="ArtifactFailed") |
+             {"status": {"conditions": [{"type": "Ready", "status": "False",
+                                         "reason": "ArtifactFailed", "message": msg,
+                                         "observedGeneration": 2}]}}, 1.0)
+    assert "feature gate ExternalArtifact" in err.value.cause
+    assert "--feature-gates=ExternalArtifact=true" in (err.value.fix or "")
+
+
+def test_unreachable_remote_is_broken_and_names_the_url_but_a_404_is_the_repos():
+    c = Converger(api=None, revision=REV, expected=set(), own_urls=("http://127.0.0.1:4000/",))
+    t = Tracked("HelmRepository", "podinfo", "podinfo", 0.0)
+    t.url = "https://stefanprodan.github.io/podinfo"
+    down = ('failed to fetch Helm repository index: failed to cache index to temporary file: '
+            'Get "https://stefanprodan.github.io/podinfo/index.yaml": dial tcp: lookup '
+            'stefanprodan.github.io: no such host')
+    state = readiness(ks("x", ready="False", reason="Failed"), "Kustomization", revision=REV)
+    bad = state.__class__(False, False, "Failed", down, None)
+    with pytest.raises(DrillEnvironmentError) as err:
+        c.fail(t, bad, held_s=30)
+    assert "https://stefanprodan.github.io/podinfo" in err.value.cause
+    missing = state.__class__(False, False, "Failed", 'failed to fetch index: 404 Not Found',
+                              None)
+    with pytest.raises(ObjectFailed):
+        c.fail(t, missing, held_s=30)
+    own = Tracked("GitRepository", "flux-system", "flux-system", 0.0)
+    own.url = "http://127.0.0.1:4000/repo.git"
+    refused = state.__class__(False, False, "GitOperationFailed",
+                              "dial tcp 127.0.0.1:4000: connect: connection refused", None)
+    with pytest.raises(DrillEnvironmentError) as err:
+        c.fail(own, refused, held_s=30)  # the drill's own server: not the repo's fault either
+    assert "own Git server" in err.value.cause
 
 
 def test_webhook_failure_names_webhook_installer_and_provider():

@@ -71,12 +71,14 @@ def test_sourceignore_rules(tmp_path):
 
 def test_one_kinds_table_drives_converge():
     served = {k.kind for k in kinds.KINDS if k.runnable}
-    watched = {w.kind for w in watched_kinds(helm=True, watcher=True)}
+    watched = {w.kind for w in watched_kinds(helm=True, watcher=True, notification=True,
+                                             image=True)}
     assert watched == served
     assert {w.kind for w in SOURCE_KINDS} >= {"GitRepository", "OCIRepository", "HelmRepository",
                                               "HelmChart", "Bucket"}
     assert {w.kind for w in WATCHER_KINDS} == {"ExternalArtifact", "ArtifactGenerator"}
-    assert {"FluxInstance", "ResourceSet", "ResourceSetInputProvider", "Alert"} <= NEVER_SERVED
+    assert {"FluxInstance", "ResourceSet", "ResourceSetInputProvider"} <= NEVER_SERVED
+    assert not {"Alert", "Provider", "Receiver", "ImagePolicy"} & NEVER_SERVED
     assert kinds.lookup("helm.toolkit.fluxcd.io/v2beta1", "HelmRelease") is \
         kinds.by_kind("HelmRelease")
     for k in kinds.KINDS:
@@ -146,3 +148,22 @@ def test_bootstrap_material_of_nested_repos_and_other_clusters_is_not_ours(tmp_p
     assert bootstrap.syncs_path(inst, "kubernetes/clusters/home")  # source root is a subfolder
     assert not bootstrap.syncs_path(inst, "kubernetes/otherclusters/home")
     assert bootstrap.syncs_path({"kind": "FluxInstance", "spec": {}}, "clusters/staging")
+
+
+def test_secrets_named_in_helm_values_by_common_chart_conventions():
+    from harness.gitops.inputs import values_secrets
+
+    values = {
+        "auth": {"existingSecret": "db-auth"},
+        "ingress": {"tls": [{"secretName": "web-tls"}]},  # cert-manager makes TLS secrets
+        "connect": {"credentials": {"existingSecretName": "op-creds"},
+                    "credentialsName": "op-connect-credentials"},
+        "controllers": {"main": {"containers": {"app": {
+            "envFrom": [{"secretRef": {"name": "app-env"}}, {"secret": "app-env2"},
+                        {"configMapRef": {"name": "cm"}}],
+            "env": {"TOKEN": {"valueFrom": {"secretKeyRef": {"name": "tok", "key": "t"}}}}}}}},
+        "templated": {"existingSecret": "{{ .Release.Name }}-x"},
+        "unset": {"existingSecret": ""},
+    }
+    assert {name for _, name in values_secrets(values, "spec.values")} == {
+        "db-auth", "op-creds", "op-connect-credentials", "app-env", "app-env2", "tok"}

@@ -1,4 +1,5 @@
-"""The local Git server with real git: clone works, push is refused, bad repos fail clearly."""
+"""The local Git server with real git: clone works, the branch under test cannot move while
+other branches take pushes (image automation), bad repos fail clearly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.conftest import git_commit_tree
 pytestmark = pytest.mark.unit
 
 
-def test_serves_the_commit_under_test_read_only(tmp_path):
+def test_serves_the_commit_under_test_and_takes_pushes_only_to_other_branches(tmp_path):
     src = tmp_path / "src"
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.yaml").write_text("a: 1\n")
@@ -30,9 +31,23 @@ def test_serves_the_commit_under_test_read_only(tmp_path):
                               capture_output=True, text=True).stdout.strip()
         assert head == sha
         assert not (clone / "b.yaml").exists()
-        push = subprocess.run(["git", "-C", str(clone), "push", "origin", "HEAD:refs/heads/x"],
-                              capture_output=True, text=True)
-        assert push.returncode != 0 and "403" in push.stderr
+        env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.invalid",
+               "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.invalid",
+               "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path)}
+        (clone / "c.yaml").write_text("c: 1\n")
+        subprocess.run(["git", "-C", str(clone), "add", "c.yaml"], check=True, env=env)
+        subprocess.run(["git", "-C", str(clone), "commit", "-qm", "c"], check=True, env=env)
+        moved = subprocess.run(["git", "-C", str(clone), "push", "origin", "HEAD:refs/heads/main"],
+                               capture_output=True, text=True, env=env)
+        assert moved.returncode != 0 and "revision under test" in moved.stderr
+        pushed = subprocess.run(["git", "-C", str(clone), "push", "origin",
+                                 "HEAD:refs/heads/image-updates"],
+                                capture_output=True, text=True, env=env)
+        assert pushed.returncode == 0, pushed.stderr
+        served = subprocess.run(["git", "ls-remote", server.url], check=True,
+                                capture_output=True, text=True).stdout
+        assert f"{sha}\trefs/heads/main" in served and "refs/heads/image-updates" in served
+        assert server.pushes == 2 and server.branches() == ["image-updates", "main"]
     assert not (tmp_path / "srv" / "repo.git").exists()
 
 
