@@ -22,12 +22,15 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 import time
+from argparse import ArgumentTypeError
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.argtypes import go_duration
 from harness.command import stop_all
 from harness.config import Config
 from harness.converge import Converger, ConvergeResult, watched_kinds
@@ -73,6 +76,7 @@ from harness.report.model import (
     RecoveryFigure,
     Verdict,
 )
+from harness.report.redact import report_error
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
 from harness.tools import (
@@ -122,6 +126,12 @@ def new_run_id(prefix: str = "") -> str:
 
 
 def validate_options(opts: DrillOptions) -> None:
+    """What argparse checks for the CLI, checked again for API and pytest callers."""
+    try:
+        if opts.flux.requeue_dependency is not None:
+            go_duration(opts.flux.requeue_dependency)
+    except ArgumentTypeError as exc:
+        raise ConfigError(f"--requeue-dependency: {exc}") from None
     if opts.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {opts.scenario!r}",
                           fix=f"use one of: {', '.join(sorted(SCENARIOS))}")
@@ -274,7 +284,19 @@ class RunState:
 
     def start(self) -> None:
         validate_options(self.opts)
+        self.check_report_dir()
         self.own_run_folder()
+
+    def check_report_dir(self) -> None:
+        """The report folder must take files now: found out in a second, not after both
+        rounds ran (the report is what the drill is for)."""
+        try:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.report_dir, prefix=".drdrill-probe-")
+            os.close(fd)
+            Path(probe).unlink()
+        except OSError as exc:
+            raise report_error(self.report_dir, exc, folder=True) from exc
 
     def act(self, name: str, rnd: int) -> None:
         ACTIONS[name](self, rnd)
@@ -539,8 +561,8 @@ def _collect(s: RunState, rnd: int) -> None:
     if s.provider is None:
         return
     try:
-        s.diagnostics.update(collect_diagnostics(s.provider, s.api, s.report_dir,
-                                                 f"round{rnd}"))
+        s.diagnostics.update(collect_diagnostics(
+            s.provider, s.api, s.report_dir, f"round{rnd}", s.workdir / "dumps" / f"round{rnd}"))
     except Exception as exc:  # noqa: BLE001 - a failed dump must never hide the real error
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
 

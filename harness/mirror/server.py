@@ -155,7 +155,8 @@ def _is_local(host: str) -> bool:
 @dataclass(frozen=True)
 class PullStats:
     manifests: Counter[str]
-    """repository -> manifest GETs answered 200 (by a node's containerd or Flux)."""
+    """repository -> manifest requests (GET or HEAD) answered 200, by a node's containerd or
+    Flux: each is a reference resolved from the mirror."""
     blob_bytes: int
     misses: tuple[str, ...]
     """repository:reference asked for and not there (404)."""
@@ -197,7 +198,8 @@ def pull_stats(log_file: Path) -> PullStats:
             first = first or stamp.group(1)
             last = stamp.group(1)
         status = int(m.group("status"))
-        if m.group("what") == "manifests" and m.group(1) == "GET" and status == 200:
+        if m.group("what") == "manifests" and status == 200:
+            # containerd resolves a tag with HEAD and skips the GET when it holds the digest
             manifests[m.group("repo")] += 1
         elif m.group("what") == "manifests" and status == 404:
             misses.append(f"{m.group('repo')}:{m.group('ref')}")

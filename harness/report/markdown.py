@@ -18,6 +18,24 @@ SUMMARY_ROWS = 5
 SUMMARY_ERROR_LINES = 8
 
 
+def _egress_facts(r: DrillReport) -> list[str]:
+    """What this recovery tried to reach, in two lines: the mirror, and who was refused."""
+    e = r.egress
+    if not e:
+        return []
+    out = [f"- Egress policy {code(e.get('policy', ''))}"
+           + (f": {_pulled(e['mirror'])}" if e.get("mirror") else "")]
+    blocked = e.get("blocked") or []
+    writers = e.get("writers_blocked") or []
+    if blocked:
+        shown = writers or blocked
+        out.append(f"- **{len(blocked)}** outside host{'' if len(blocked) == 1 else 's'} "
+                   f"refused" + ("; external writers blocked: " if writers else ": ")
+                   + ", ".join(f"{code(b.get('namespace', '') + '/' + b.get('pod', ''))} -> "
+                               f"{code(b.get('host', ''))}" for b in shown[:SUMMARY_ROWS]))
+    return out
+
+
 def render_summary(report: DrillReport) -> str:
     """report.md: verdict, TTR vs RTO, manual steps, what failed, where the full report is."""
     r = report
@@ -38,6 +56,7 @@ def render_summary(report: DrillReport) -> str:
                  + (": " + ", ".join(code(m.id) for m in steps) if steps else "")
                  + ("; automated by drdrill: " + ", ".join(code(a) for a in auto) if auto
                     else ""))
+    facts += _egress_facts(r)
     lines += facts
     failed = [p for p in r.phases if p.outcome in ("failed", "broken")]
     not_ready = [o for o in r.objects if not o.ready and o.round == r.recovery_round] or \

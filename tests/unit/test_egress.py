@@ -123,6 +123,12 @@ def test_report_sections_name_the_pod_and_host_in_json_markdown_and_html():
     assert "### What this recovery tried to reach" in md and "### External writers blocked" in md
     assert "`network/external-dns-5c7f-abcde`" in md and "`api.cloudflare.com`" in md
     assert "1 images and 1 charts from the mirror, 2.5 MB pulled over 4 s" in md
+    from harness.report.markdown import render_summary
+
+    summary_md = render_summary(report)  # report.md
+    assert "- Egress policy `mirror`: 1 images and 1 charts from the mirror" in summary_md
+    assert "external writers blocked: `backup/velero-1` -> `s3.amazonaws.com`" in summary_md
+    assert "`network/external-dns-5c7f-abcde` -> `api.cloudflare.com`" in summary_md
     html = render_html(report)
     assert 'id="egress"' in html and "External writers blocked" in html
     assert "<code>network/external-dns-5c7f-abcde</code>" in html

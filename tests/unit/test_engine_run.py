@@ -216,7 +216,7 @@ def test_a_closed_console_is_recorded_goes_quiet_and_the_drill_goes_on(tmp_path)
     assert len(writes) == 2  # quiet after the pipe closed
     assert plan.log == ["preflight", "provision", "converge", "collect", "teardown"]
     assert run.report is not None and run.report.verdict == "broken"
-    assert "the console closed during provision" in (run.report.error or "")
+    assert "the console closed during provision (round 1)" in (run.report.error or "")
     assert run.exit_code == 2
 
 
