@@ -316,6 +316,11 @@ class RunState:
                    kubeconfig=kubeconfig)
         self.progress(f"keeping the cluster: KUBECONFIG={kubeconfig}; remove it with "
                       f"`drdrill gc --run-id {self.run_id}`")
+        if self.git is not None:
+            self.progress(f"the drill's Git server ({self.git.url}) ends with drdrill: the kept "
+                          "cluster's GitRepository will fail to fetch (connection refused) from "
+                          "its next interval on; point it at a remote you serve to keep "
+                          "reconciling")
 
     def build_report(self, ending: Ending) -> DrillReport:
         return build_report(self, ending)
