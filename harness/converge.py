@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import watch
 from kubernetes.client import CustomObjectsApi
@@ -429,12 +430,14 @@ class Converger:
                     "patches or FluxInstance (drdrill runs the repo's settings), and check "
                     "the report's Flux settings")
         hook = WEBHOOK_CALL.search(msg)
-        if hook and self.webhooks_unrunnable:
-            return (f"admission webhook {hook.group(1)} has no pod: the embedded cluster runs "
-                    "no containers", "drill this repo with --provider kind or lab")
+        if hook:
+            if self.webhooks_unrunnable:
+                return (f"admission webhook {hook.group(1)} has no pod: the embedded cluster "
+                        "runs no containers", "drill this repo with --provider kind or lab")
+            return None  # a real cluster: the webhook's pod is the repo's (ordering, health)
         if _UNREACHABLE.search(msg):
             url = t.url if t.url and t.kind in _FETCHING else None
-            url = url or next(iter(_URL.findall(msg)), None)
+            url = url or next((u for u in _URL.findall(msg) if not _in_cluster(u)), None)
             if url and any(url.startswith(own.rstrip("/")) for own in self.own_urls):
                 return (f"the drill's own Git server {url} is unreachable from the cluster",
                         "see the provider's network in the report (a drdrill bug or a host "
@@ -586,6 +589,12 @@ _UNREACHABLE = re.compile(
 _URL = re.compile(r"""(?:https?|oci|ssh)://[^\s"'\\,;)]+""")
 _FETCHING = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "Bucket"})
 _NO_MATCH = re.compile(r'no matches for kind \\?"?([A-Za-z0-9]+)\\?"?')
+
+
+def _in_cluster(url: str) -> bool:
+    """A Service address (`x.ns.svc`, `….cluster.local`): not a remote of the recovery."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    return host.endswith((".svc", ".cluster.local"))
 
 
 def _no_crd(message: str) -> str | None:

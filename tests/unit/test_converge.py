@@ -333,6 +333,23 @@ def test_each_object_ready_or_failed_is_one_progress_line():
     assert "path not found" in lines[1]
 
 
+def test_a_webhook_without_a_pod_is_the_embedded_clusters_limit_not_the_repos():
+    msg = ('ClusterIssuer/letsencrypt dry-run failed: Internal error occurred: failed calling '
+           'webhook "webhook.cert-manager.io": failed to call webhook: Post '
+           '"https://cert-manager-webhook.cert-manager.svc:443/validate": connect: connection '
+           'refused')
+    t = Tracked("Kustomization", "flux-system", "issuers", 0.0)
+    state = readiness(ks("issuers", ready="False", reason="ReconciliationFailed"),
+                      "Kustomization", revision=REV)
+    failing = state.__class__(False, False, "ReconciliationFailed", msg, None)
+    with pytest.raises(DrillEnvironmentError) as err:
+        Converger(api=None, revision=REV, expected=set()).fail(t, failing, held_s=30)
+    assert "webhook.cert-manager.io" in err.value.cause and "kind or lab" in (err.value.fix or "")
+    real = Converger(api=None, revision=REV, expected=set(), webhooks_unrunnable=False)
+    with pytest.raises(ObjectFailed):  # on kind its pod runs: not answering is the repo's
+        real.fail(t, failing, held_s=30)
+
+
 def test_a_flux_message_keeps_what_follows_its_first_newline():
     from harness.converge import _first_line, _whole
 
