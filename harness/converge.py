@@ -472,7 +472,7 @@ class Converger:
         the kind that has no CRD, the webhook nobody answers for."""
         msg = state.message
         held = f" (unchanged for {held_s:.0f}s of Flux's retries)" if held_s else ""
-        parts = [f"{_first_line(msg)}{held}"]
+        parts = [f"{_whole(msg)}{held}"]
         if t.url and t.kind in ("GitRepository", "OCIRepository", "HelmRepository", "Bucket"):
             parts.append(f"cannot fetch {t.url}: this recovery needs that remote reachable "
                          "(an external dependency)")
@@ -609,8 +609,17 @@ def _waits_on_source(state: Readiness) -> bool:
 
 
 def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= 300 else line[:297] + "..."
+    """A message on one line for a progress line: every line kept (kustomize puts its cause
+    after the first newline), and a long one keeps its head and its tail (where the cause is)."""
+    line = " ⏎ ".join(x.strip() for x in text.strip().splitlines() if x.strip())
+    return line if len(line) <= 300 else line[:150] + " … " + line[-147:]
+
+
+def _whole(text: str, limit: int = 4000) -> str:
+    """Flux's message as the report keeps it: every line; only a huge one is cut (in the
+    middle, so the cause at the end survives)."""
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit // 2] + "\n…\n" + text[-limit // 2:]
 
 
 def critical_path(objects: Mapping[str, Tracked]) -> list[CriticalHop]:

@@ -53,7 +53,13 @@ from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
 from harness.gitops.bootstrap import cluster_candidates
-from harness.gitops.inputs import SuppliedInputs, check_inputs, input_key, load_inputs
+from harness.gitops.inputs import (
+    SuppliedInputs,
+    check_inputs,
+    input_key,
+    load_inputs,
+    with_supplied,
+)
 from harness.gitops.model import RepoModel, analyze
 from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
@@ -572,6 +578,15 @@ def _collect(s: RunState, rnd: int) -> None:
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
 
 
+def _inputs(s: RunState) -> tuple[dict[str, Any], ...]:
+    """The manual-input inventory, with what --inputs supplied marked `supplied`."""
+    if s.model is None:
+        return ()
+    items = s.model.manual_inputs if s.supplied is None else with_supplied(
+        s.model.manual_inputs, s.supplied)
+    return tuple(i.to_dict() for i in items)
+
+
 def _ending_fields(ending: Ending) -> dict[str, Any]:
     teardown = ending.teardown
     return {
@@ -633,7 +648,7 @@ def build_report(s: RunState, ending: Ending) -> DrillReport:
         critical_path=critical, settings=settings, diagnostics=dict(s.diagnostics),
         error=describe_error(ending.error),
         cluster=s.model.cluster_path if s.model else (s.opts.cluster or ""),
-        manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
+        manual_inputs=_inputs(s),
         notes=notes,
         external_dependencies=tuple(d.to_dict() for d in s.model.external_dependencies)
         if s.model else (),

@@ -187,9 +187,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
              dry_run=args.dry_run, include_kept=args.include_kept)
     verb = "would remove" if args.dry_run else "removed"
     for s in res.swept:
-        print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
-              + (f", {s.removed}" if s.removed else "")
+        killed = len(s.pids) - sum(f.startswith("process ") for f in s.failed)
+        print(f"{verb} run {s.run_id}: {killed} processes"
+              + (f", {s.removed}" if s.removed and f"folder {s.removed}" not in s.failed else "")
               + (f", {', '.join(s.docker)}" if s.docker else ""))
+        for item in s.failed:
+            print(f"could not remove: run {s.run_id}: {item}", file=sys.stderr)
     why = {
         "kept": "kept with --keep-cluster; remove it with `drdrill gc --run-id {rid}` or "
                 "--include-kept",
@@ -203,7 +206,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
             print(f"left alone: run {rid}: {why[reason].format(rid=rid)}")
     if not res.swept:
         print("nothing to remove")
-    return 0
+    return 1 if any(s.failed for s in res.swept) else 0
 
 
 def build_parser(*, light: bool = False) -> argparse.ArgumentParser:

@@ -348,3 +348,16 @@ def test_a_webhook_without_a_pod_is_the_embedded_clusters_limit_not_the_repos():
     real = Converger(api=None, revision=REV, expected=set(), webhooks_unrunnable=False)
     with pytest.raises(ObjectFailed):  # on kind its pod runs: not answering is the repo's
         real.fail(t, failing, held_s=30)
+
+
+def test_a_flux_message_keeps_what_follows_its_first_newline():
+    from harness.converge import _first_line, _whole
+
+    msg = ("kustomize build failed: trouble configuring builtin PatchTransformer with config: \n"
+           "```\npath: patch.yaml\n```\n: unable to parse SM or JSON patch from [nope]")
+    assert _whole(msg) == msg  # the report: every line
+    line = _first_line(msg)  # a progress line: one line, the cause still in it
+    assert "\n" not in line and "unable to parse SM or JSON patch" in line
+    long = "head " + "x" * 5000 + " the cause"
+    assert _whole(long).endswith("the cause") and len(_whole(long)) < 4100
+    assert _first_line(long).endswith("the cause") and len(_first_line(long)) <= 300

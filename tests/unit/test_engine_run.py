@@ -247,3 +247,17 @@ def test_an_interrupt_during_a_listener_print_is_still_an_interrupt(tmp_path):
     run = _run(plan, drill=drill)
     assert run.exit_code == 129 and plan.log[-1] == "teardown"
     assert not run.report or not run.report.output_lost
+
+
+def test_the_report_marks_inputs_given_with_inputs_as_supplied():
+    from types import SimpleNamespace
+
+    from harness.drill import _inputs
+    from harness.gitops.inputs import ManualInput, SuppliedInputs
+
+    given = ManualInput("Secret", "apps", "db", ("Kustomization/flux-system/apps",), "x", False)
+    other = ManualInput("Secret", "apps", "api", ("Kustomization/flux-system/apps",), "x", False)
+    doc = {"kind": "Secret", "metadata": {"name": "db", "namespace": "apps"}}
+    s = SimpleNamespace(model=SimpleNamespace(manual_inputs=[given, other]),
+                        supplied=SuppliedInputs((doc,), ("in/db.yaml",)))
+    assert [i["status"] for i in _inputs(s)] == ["supplied", "missing"]  # type: ignore[arg-type]
