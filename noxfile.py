@@ -88,6 +88,7 @@ def report(session: nox.Session) -> None:
 
 LIVE_TESTS = str(Path("tests", "container", "test_live_kind_k3d.py"))
 MIRROR_LIVE_TESTS = str(Path("tests", "container", "test_live_kind_mirror.py"))
+FAULT_MATRIX = str(Path("tests", "integration", "test_fault_matrix.py"))
 FLUX_ONLY = ("--only", "source-controller", "kustomize-controller", "kustomize")
 KIND_TOOLS = ("kind", "kubelet", "kubeadm", "kube-proxy", "kubectl", "crictl", "coredns",
               "local-path-provisioner", "etcd", "kube-apiserver", "kube-controller-manager",
@@ -102,7 +103,9 @@ def drill_kind(session: nox.Session) -> None:
     _install(session)
     session.run("drdrill", "tools", "ensure", *FLUX_ONLY, *KIND_TOOLS)
     session.run("drdrill", "kind-image", "build")
-    session.run("pytest", "-m", "kind", "-rs", LIVE_TESTS, MIRROR_LIVE_TESTS, *session.posargs)
+    # ... and the fault matrix's kind row (^C during a real `kind create cluster`).
+    session.run("pytest", "-m", "kind", "-rs", LIVE_TESTS, MIRROR_LIVE_TESTS, FAULT_MATRIX,
+                *session.posargs)
 
 
 @nox.session(name="drill-k3d", default=False)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import watch
 from kubernetes.client import CustomObjectsApi
@@ -327,6 +328,8 @@ class Converger:
         url = spec.get("url") or spec.get("endpoint")
         tracked.url = str(url) if url else None
         if tracked.ready_after_s is not None:
+            if tracked.revision is None:  # Ready can land a status patch before the artifact
+                tracked.revision = readiness(obj, kind.kind, revision=self.revision).revision
             return False
         state = readiness(obj, kind.kind, revision=self.revision,
                           expect_revision=self._expects_revision(ref, kind.kind, tracked))
@@ -429,12 +432,14 @@ class Converger:
                     "patches or FluxInstance (drdrill runs the repo's settings), and check "
                     "the report's Flux settings")
         hook = WEBHOOK_CALL.search(msg)
-        if hook and self.webhooks_unrunnable:
-            return (f"admission webhook {hook.group(1)} has no pod: the embedded cluster runs "
-                    "no containers", "drill this repo with --provider kind or lab")
+        if hook:
+            if self.webhooks_unrunnable:
+                return (f"admission webhook {hook.group(1)} has no pod: the embedded cluster "
+                        "runs no containers", "drill this repo with --provider kind or lab")
+            return None  # a real cluster: the webhook's pod is the repo's (ordering, health)
         if _UNREACHABLE.search(msg):
             url = t.url if t.url and t.kind in _FETCHING else None
-            url = url or next(iter(_URL.findall(msg)), None)
+            url = url or next((u for u in _URL.findall(msg) if not _in_cluster(u)), None)
             if url and any(url.startswith(own.rstrip("/")) for own in self.own_urls):
                 return (f"the drill's own Git server {url} is unreachable from the cluster",
                         "see the provider's network in the report (a drdrill bug or a host "
@@ -469,7 +474,7 @@ class Converger:
         the kind that has no CRD, the webhook nobody answers for."""
         msg = state.message
         held = f" (unchanged for {held_s:.0f}s of Flux's retries)" if held_s else ""
-        parts = [f"{_first_line(msg)}{held}"]
+        parts = [f"{_whole(msg)}{held}"]
         if t.url and t.kind in ("GitRepository", "OCIRepository", "HelmRepository", "Bucket"):
             parts.append(f"cannot fetch {t.url}: this recovery needs that remote reachable "
                          "(an external dependency)")
@@ -588,6 +593,12 @@ _FETCHING = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "Buck
 _NO_MATCH = re.compile(r'no matches for kind \\?"?([A-Za-z0-9]+)\\?"?')
 
 
+def _in_cluster(url: str) -> bool:
+    """A Service address (`x.ns.svc`, `….cluster.local`): not a remote of the recovery."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    return host.endswith((".svc", ".cluster.local"))
+
+
 def _no_crd(message: str) -> str | None:
     m = _NO_MATCH.search(message)
     return m.group(1) if m else None
@@ -600,8 +611,17 @@ def _waits_on_source(state: Readiness) -> bool:
 
 
 def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= 300 else line[:297] + "..."
+    """A message on one line for a progress line: every line kept (kustomize puts its cause
+    after the first newline), and a long one keeps its head and its tail (where the cause is)."""
+    line = " ⏎ ".join(x.strip() for x in text.strip().splitlines() if x.strip())
+    return line if len(line) <= 300 else line[:150] + " … " + line[-147:]
+
+
+def _whole(text: str, limit: int = 4000) -> str:
+    """Flux's message as the report keeps it: every line; only a huge one is cut (in the
+    middle, so the cause at the end survives)."""
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit // 2] + "\n…\n" + text[-limit // 2:]
 
 
 def critical_path(objects: Mapping[str, Tracked]) -> list[CriticalHop]:

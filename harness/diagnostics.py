@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ FLUX_RESOURCES = (
 
 
 def collect_diagnostics(provider: ClusterProvider, api: Any, report_dir: Path,
-                        label: str) -> dict[str, str]:
+                        label: str, scratch: Path) -> dict[str, str]:
     """Write diagnostics under `report_dir/diagnostics/<label>/`; return label -> relative path.
 
+    The provider dumps its logs into `scratch` (the run's own 0700 folder, removed with it);
+    each file reaches the report folder only through the redaction step, never raw first.
     Each part is best effort: one that fails is logged and the others are still collected."""
     out = report_dir / "diagnostics" / label
     out.mkdir(parents=True, exist_ok=True)
@@ -53,9 +56,20 @@ def collect_diagnostics(provider: ClusterProvider, api: Any, report_dir: Path,
         except Exception as exc:  # noqa: BLE001
             log.warning("diagnostics: listing events failed: %s", exc)
     try:
-        for f in provider.dump_logs(out / "logs"):
-            write_report_file(f, f.read_text(errors="replace"))
-            written[f"{label}/logs/{f.stem}"] = f
+        dumped = provider.dump_logs(scratch)
     except Exception as exc:  # noqa: BLE001
         log.warning("diagnostics: dumping logs failed: %s", exc)
+        dumped = []
+    for f in dumped:
+        ours = f.is_relative_to(scratch)  # a provider may hand back its own files: kept
+        try:
+            dest = out / "logs" / (f.relative_to(scratch) if ours else f.name)
+            write_report_file(dest, f.read_text(errors="replace"))
+            written[f"{label}/logs/{f.stem}"] = dest
+        except Exception as exc:  # noqa: BLE001 - one bad file must not cost the others
+            log.warning("diagnostics: copying log %s failed: %s", f.name, exc)
+        finally:
+            if ours:
+                with contextlib.suppress(OSError):
+                    f.unlink(missing_ok=True)
     return {k: str(v.relative_to(report_dir)) for k, v in written.items()}

@@ -22,12 +22,15 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 import time
+from argparse import ArgumentTypeError
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.argtypes import go_duration
 from harness.command import stop_all
 from harness.config import Config
 from harness.converge import Converger, ConvergeResult, watched_kinds
@@ -49,9 +52,15 @@ from harness.flux import FLUX_NAMESPACE, SYNC_NAME, FluxRuntime, FluxSettings, s
 from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
-from harness.gitops.bootstrap import cluster_candidates
-from harness.gitops.inputs import SuppliedInputs, check_inputs, input_key, load_inputs
+from harness.gitops.inputs import (
+    SuppliedInputs,
+    check_inputs,
+    input_key,
+    load_inputs,
+    with_supplied,
+)
 from harness.gitops.model import RepoModel, analyze
+from harness.gitops.preflight import default_cluster
 from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
@@ -73,6 +82,7 @@ from harness.report.model import (
     RecoveryFigure,
     Verdict,
 )
+from harness.report.redact import report_error
 from harness.report.writers import write_all
 from harness.scenarios import SCENARIOS
 from harness.tools import (
@@ -122,6 +132,12 @@ def new_run_id(prefix: str = "") -> str:
 
 
 def validate_options(opts: DrillOptions) -> None:
+    """What argparse checks for the CLI, checked again for API and pytest callers."""
+    try:
+        if opts.flux.requeue_dependency is not None:
+            go_duration(opts.flux.requeue_dependency)
+    except ArgumentTypeError as exc:
+        raise ConfigError(f"--requeue-dependency: {exc}") from None
     if opts.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {opts.scenario!r}",
                           fix=f"use one of: {', '.join(sorted(SCENARIOS))}")
@@ -136,17 +152,6 @@ def validate_options(opts: DrillOptions) -> None:
     if opts.keep_cluster not in ("never", "on-failure", "always"):
         raise ConfigError(f"--keep-cluster must be never, on-failure or always, "
                           f"got {opts.keep_cluster!r}")
-
-
-def default_cluster(top: Path) -> str:
-    """The only folder under clusters/, or an error listing the choices."""
-    candidates = cluster_candidates(top)
-    if len(candidates) == 1:
-        return candidates[0]
-    raise ConfigError(
-        "cannot tell which cluster to drill" + (f": the repo has {', '.join(candidates)}"
-                                                if candidates else ": the repo has no clusters/"),
-        fix="pass --cluster with the repo-relative folder of the cluster's Flux objects")
 
 
 @dataclass
@@ -274,7 +279,19 @@ class RunState:
 
     def start(self) -> None:
         validate_options(self.opts)
+        self.check_report_dir()
         self.own_run_folder()
+
+    def check_report_dir(self) -> None:
+        """The report folder must take files now: found out in a second, not after both
+        rounds ran (the report is what the drill is for)."""
+        try:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.report_dir, prefix=".drdrill-probe-")
+            os.close(fd)
+            Path(probe).unlink()
+        except OSError as exc:
+            raise report_error(self.report_dir, exc, folder=True) from exc
 
     def act(self, name: str, rnd: int) -> None:
         ACTIONS[name](self, rnd)
@@ -294,6 +311,11 @@ class RunState:
                    kubeconfig=kubeconfig)
         self.progress(f"keeping the cluster: KUBECONFIG={kubeconfig}; remove it with "
                       f"`drdrill gc --run-id {self.run_id}`")
+        if self.git is not None:
+            self.progress(f"the drill's Git server ({self.git.url}) ends with drdrill: the kept "
+                          "cluster's GitRepository will fail to fetch (connection refused) from "
+                          "its next interval on; point it at a remote you serve to keep "
+                          "reconciling")
 
     def build_report(self, ending: Ending) -> DrillReport:
         return build_report(self, ending)
@@ -539,10 +561,19 @@ def _collect(s: RunState, rnd: int) -> None:
     if s.provider is None:
         return
     try:
-        s.diagnostics.update(collect_diagnostics(s.provider, s.api, s.report_dir,
-                                                 f"round{rnd}"))
+        s.diagnostics.update(collect_diagnostics(
+            s.provider, s.api, s.report_dir, f"round{rnd}", s.workdir / "dumps" / f"round{rnd}"))
     except Exception as exc:  # noqa: BLE001 - a failed dump must never hide the real error
         log.warning("collecting diagnostics of round %s failed: %s", rnd, exc)
+
+
+def _inputs(s: RunState) -> tuple[dict[str, Any], ...]:
+    """The manual-input inventory, with what --inputs supplied marked `supplied`."""
+    if s.model is None:
+        return ()
+    items = s.model.manual_inputs if s.supplied is None else with_supplied(
+        s.model.manual_inputs, s.supplied)
+    return tuple(i.to_dict() for i in items)
 
 
 def _ending_fields(ending: Ending) -> dict[str, Any]:
@@ -606,7 +637,7 @@ def build_report(s: RunState, ending: Ending) -> DrillReport:
         critical_path=critical, settings=settings, diagnostics=dict(s.diagnostics),
         error=describe_error(ending.error),
         cluster=s.model.cluster_path if s.model else (s.opts.cluster or ""),
-        manual_inputs=tuple(i.to_dict() for i in s.model.manual_inputs) if s.model else (),
+        manual_inputs=_inputs(s),
         notes=notes,
         external_dependencies=tuple(d.to_dict() for d in s.model.external_dependencies)
         if s.model else (),

@@ -102,6 +102,8 @@ class Swept:
     removed: str | None
     docker: tuple[str, ...] = ()
     """Containers and networks removed, as `container <name>` / `network <name>`."""
+    failed: tuple[str, ...] = ()
+    """What could not be removed (`container <name>`, `process <pid>`, `folder <path>`)."""
 
 
 LEFT_ALONE = ("alive", "kept", "unknown", "young")
@@ -220,14 +222,22 @@ def run_processes() -> tuple[dict[str, list[int]], set[str]]:
     return found, live
 
 
-def remove_docker(items: list[tuple[str, str]]) -> None:
-    """Containers first (with their anonymous volumes), then the networks they were on."""
-    containers = [name for kind, name in items if kind == "container"]
-    if containers:
-        _docker("rm", "-f", "-v", *containers)
-    for kind, name in items:
-        if kind == "network":
-            _docker("network", "rm", name)
+def remove_docker(items: list[tuple[str, str]]) -> list[str]:
+    """Containers first (with their anonymous volumes), then the networks they were on;
+    -> what Docker refused to remove (`container <name>` / `network <name>`)."""
+    failed = [f"container {name}" for kind, name in items
+              if kind == "container" and _docker("rm", "-f", "-v", name) is None]
+    failed += [f"network {name}" for kind, name in items
+               if kind == "network" and _docker("network", "rm", name) is None]
+    return failed
+
+
+def _running(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"
 
 
 def gc(runs_dir: Path, *, older_than_s: float | None = None, run_id: str | None = None,
@@ -254,15 +264,23 @@ def gc(runs_dir: Path, *, older_than_s: float | None = None, run_id: str | None 
         if state == "unknown" and older_than_s is None and not run_id:
             result.left["unknown"].append(rid)
             continue
+        failed: list[str] = []
         if not dry_run:
-            remove_docker(t.docker)
+            failed = remove_docker(t.docker)
             for pid in t.pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 2.0  # SIGKILL is not instant: give the kernel a moment
+            while any(_running(pid) for pid in t.pids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            failed += [f"process {pid}" for pid in t.pids if _running(pid)]
             if t.folder is not None:
                 shutil.rmtree(t.folder, ignore_errors=True)
+                if t.folder.exists():
+                    failed.append(f"folder {t.folder}")
         result.swept.append(Swept(rid, tuple(t.pids), str(t.folder) if t.folder else None,
-                                  tuple(f"{kind} {name}" for kind, name in t.docker)))
+                                  tuple(f"{kind} {name}" for kind, name in t.docker
+                                        if f"{kind} {name}" not in failed), tuple(failed)))
     return result

@@ -32,6 +32,7 @@ from harness.command import Command, run
 from harness.config import Config
 from harness.errors import ProviderError
 from harness.flux import FluxSettings, HostAddrs, controller_flags, hops
+from harness.gc import write_owner
 from harness.gitops.flux_config import FAST_REQUEUE
 from harness.gitserver import GitServer, resolve_revision
 from harness.procs import Supervisor
@@ -93,6 +94,7 @@ def measure(repo: Path, cluster_path: str, expect: int, settings: FluxSettings, 
     rev = resolve_revision(repo, "HEAD")
     run_id = f"alone-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
     rundir = config.runs_dir / run_id
+    write_owner(rundir)  # gc can tell a live baseline from a killed one's leftovers
     out: dict[str, Any] = {"run_id": run_id, "commit": rev.sha, "expect": expect}
     kubectl = tools["kubectl"].path
     peers = Supervisor(f"{run_id}-peers", workdir / "logs")

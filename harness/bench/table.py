@@ -112,6 +112,10 @@ def _scaling_targets(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, 
                     None))
     for r in big:
         tag = f"500 Kustomizations ({r.get('profile')})"
+        if r.get("verdict") != "passed":  # a stopped or failed drill's cost says nothing
+            out.append((f"{tag}: harness CPU, RSS, last Ready → converged",
+                        f"not measured (drill {r.get('verdict')})", None))
+            continue
         cpu, rss = r.get("harness_cpu_pct"), r.get("harness_rss_mib")
         done = ((r.get("peers") or {}).get("drdrill") or {}).get("after_last_ready_s")
         out.append((f"{tag}: harness CPU < {TARGETS['cpu_500_pct_core']:g} % of a core",
@@ -245,8 +249,7 @@ def scaling_section(rows: Sequence[Mapping[str, Any]], cores: int) -> list[str]:
             str(r.get("size")), f"{r.get('profile')} ({r.get('requeue_dependency')}, "
             f"{r.get('concurrent')})", str(r.get("helmreleases")), str(r.get("depth")),
             _verdict(r), _s(r.get("ttr_s")), _s(r.get("converge_s")),
-            _s(r.get("flux_alone_ttr_s")) if alone.get("verdict") in (None, "passed")
-            else str(alone.get("verdict")), _ratio_raw(r.get("ttr_over_flux_alone")),
+            _alone(alone, r.get("flux_alone_ttr_s")), _ratio_raw(r.get("ttr_over_flux_alone")),
             " / ".join("-" if early.get(w) is None else str(early[w])
                        for w in ("drdrill", "kubectl-wait", "flux-poll")),
             _s(r.get("harness_cpu_pct"), "%"), _s(r.get("harness_rss_mib"), "MiB", 0),
@@ -301,11 +304,13 @@ def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for r in rows:
         comps = ((r.get("perf") or {}).get("metrics") or {})
         for name, m in sorted(comps.items()):
-            if not isinstance(m, Mapping):
+            if not isinstance(m, Mapping) or name == "errors":
                 continue
+            # Idle queues (the apiserver's own, client certificates) say nothing: left out.
             notes = [f"{label} " + ", ".join(f"{k} {v * scale:.0f}{unit}"
-                                             for k, v in sorted(m[key].items()))
-                     for key, label, scale, unit in _PER_LABEL if m.get(key)]
+                                             for k, v in sorted(m[key].items()) if v)
+                     for key, label, scale, unit in _PER_LABEL
+                     if any((m.get(key) or {}).values())]
             if m.get("client_throttle_s") is not None:
                 notes.append(f"client-side throttling {m['client_throttle_s']:.1f} s over "
                              f"{m.get('client_requests')} requests")
@@ -320,6 +325,14 @@ def profile_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             "seconds used by each component in that window; profiles of the controllers in "
             "the JSON, `perf.pprof_top`)", "", *_table(
                 ["row", "component", "CPU", "what its metrics say"], out)]
+
+
+def _alone(alone: Mapping[str, Any], ttr: float | None) -> str:
+    if alone.get("verdict") in (None, "passed"):
+        return _s(ttr)
+    ready = [t for t in (alone.get("ready_at_s") or {}).values() if t is not None]
+    return (f"{alone.get('verdict')} ({len(ready)} of {alone.get('expect', '?')} ready)"
+            if alone.get("ready_at_s") is not None else str(alone.get("verdict")))
 
 
 def _loads(alone: Sequence[float] | None, drill: Sequence[float] | None, cores: int) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from harness.argtypes import positive_float, positive_int
+from harness.argtypes import go_duration, local_repo, positive_float, positive_int
 from harness.cli.progress import Progress
 from harness.config import Config
 from harness.errors import DrillInterrupted, HarnessError
@@ -22,13 +22,19 @@ if TYPE_CHECKING:
 
 def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from harness.gitops.flux_config import FAST_REQUEUE
+    from harness.providers import registry
     from harness.scenarios import SCENARIOS
 
     p = sub.add_parser("drill", help="run a disaster-recovery drill and write its report")
-    p.add_argument("--scenario", default="full-rebuild",
+    # Choices: a typo is one line naming the choices, before a run folder or report exists.
+    p.add_argument("--scenario", default="full-rebuild", choices=sorted(SCENARIOS),
+                   metavar="SCENARIO",
                    help=f"scenario to run ({', '.join(SCENARIOS)}; default full-rebuild)")
-    p.add_argument("--provider", default="embedded", help="cluster provider (default embedded)")
-    p.add_argument("--repo", type=Path, default=Path(), help="Flux Git repository (default .)")
+    providers = sorted(registry())
+    p.add_argument("--provider", default="embedded", choices=providers, metavar="PROVIDER",
+                   help=f"cluster provider ({', '.join(providers)}; default embedded)")
+    p.add_argument("--repo", type=local_repo, default=Path(),
+                   help="Flux Git repository, a local work tree (default .)")
     p.add_argument("--revision", default="HEAD", help="commit to drill (default HEAD)")
     p.add_argument("--cluster", help="repo-relative folder of the cluster's Flux objects "
                                      "(default: the only folder under clusters/)")
@@ -47,7 +53,7 @@ def _add_drill(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "feature gates the repo configures, Flux's defaults elsewhere; fast: "
                         "drill-only tuning, "
                         f"--requeue-dependency={FAST_REQUEUE} (TTR then predicts less)")
-    p.add_argument("--requeue-dependency", default=None,
+    p.add_argument("--requeue-dependency", default=None, type=go_duration,
                    help="override Flux --requeue-dependency for every controller that has it "
                         "(default: the repo's own, else Flux's 30s)")
     p.add_argument("--tools-dir", type=Path, help="folder with the pinned binaries")
@@ -131,7 +137,7 @@ def print_summary(report: DrillReport, report_dir: Path, out: TextIO = sys.stdou
     if report.leftovers:
         out.write(f"fix: drdrill gc --run-id {report.run_id}\n")
     out.write(f"report: {report_dir / 'report.json'}\n")
-    for name in ("report.md", "junit.xml", "allure-results"):
+    for name in ("report.md", "index.html", "junit.xml", "allure-results"):
         if (report_dir / name).exists():
             out.write(f"        {report_dir / name}\n")
 
@@ -181,9 +187,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
              dry_run=args.dry_run, include_kept=args.include_kept)
     verb = "would remove" if args.dry_run else "removed"
     for s in res.swept:
-        print(f"{verb} run {s.run_id}: {len(s.pids)} processes"
-              + (f", {s.removed}" if s.removed else "")
+        killed = len(s.pids) - sum(f.startswith("process ") for f in s.failed)
+        print(f"{verb} run {s.run_id}: {killed} processes"
+              + (f", {s.removed}" if s.removed and f"folder {s.removed}" not in s.failed else "")
               + (f", {', '.join(s.docker)}" if s.docker else ""))
+        for item in s.failed:
+            print(f"could not remove: run {s.run_id}: {item}", file=sys.stderr)
     why = {
         "kept": "kept with --keep-cluster; remove it with `drdrill gc --run-id {rid}` or "
                 "--include-kept",
@@ -197,7 +206,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
             print(f"left alone: run {rid}: {why[reason].format(rid=rid)}")
     if not res.swept:
         print("nothing to remove")
-    return 0
+    return 1 if any(s.failed for s in res.swept) else 0
 
 
 def build_parser(*, light: bool = False) -> argparse.ArgumentParser:

@@ -46,21 +46,26 @@ def _resolvable(config: Config, tool: str) -> bool:
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
     from harness.gitops import preflight as pf
+    from harness.report.redact import redact, redact_data
     from harness.tools import ensure_tools
 
     config = Config.from_env(tools_dir=args.tools_dir)
-    kustomize = ensure_tools(config, ("kustomize",),
-                             progress=lambda line: print(line, file=sys.stderr))["kustomize"]
+    kustomize = ensure_tools(config, ("kustomize",), progress=lambda line: print(
+        redact(line), file=sys.stderr))["kustomize"]
     try:
         data = pf.run_preflight(args.repo, args.cluster, args.inputs, kustomize=kustomize.path,
                                 revision=args.revision,
                                 runnable=lambda tool: _resolvable(config, tool))
     except (RepoError, ConfigError) as exc:
         data = pf.error_data(args.repo, args.cluster, exc)
+    # The one redaction step, as for every report: this output goes into PR comments and CI
+    # logs (a Git URL with a token in it must not).
+    data = redact_data(data)
     if args.format == "json":
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        out = json.dumps(data, indent=2) + "\n"
     elif args.format == "markdown":
-        sys.stdout.write(pf.render_markdown(data, inventory=args.inventory))
+        out = pf.render_markdown(data, inventory=args.inventory)
     else:
-        sys.stdout.write(pf.render_text(data, inventory=args.inventory))
+        out = pf.render_text(data, inventory=args.inventory)
+    sys.stdout.write(out if args.format == "json" else redact(out))
     return pf.exit_code(data)

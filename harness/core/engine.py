@@ -118,7 +118,7 @@ class Console:
 
     def lose(self, exc: BaseException, what: str | None = None) -> None:
         """Record a failed write; a closed pipe also turns the closed std streams off."""
-        gone = isinstance(exc, OSError) and exc.errno in _PIPE_GONE
+        gone = _pipe_gone(exc)
         if gone:
             silence_closed_streams()
         if self.lost is None:
@@ -128,8 +128,12 @@ class Console:
 
     def listener_failed(self, lost: OutputLost) -> None:
         """A phase listener raised: if it was writing to a closed pipe, the console is gone."""
-        if isinstance(lost.exc, OSError) and lost.exc.errno in _PIPE_GONE:
+        if _pipe_gone(lost.exc):
             self.lose(lost.exc)
+
+
+def _pipe_gone(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _PIPE_GONE
 
 
 def silence_closed_streams() -> None:
@@ -221,8 +225,10 @@ class Run:
 
     def _ending(self, verdict: Verdict, error: BaseException | None,
                 teardown: Teardown | None = None) -> Ending:
+        # A listener that was writing to the closed console is the console closing: said once.
         lost = ([self.console.lost] if self.console.lost is not None else []) + [
-            x for x in self.drill.output_lost if x is not self.console.lost]
+            x for x in self.drill.output_lost
+            if self.console.lost is None or not _pipe_gone(x.exc)]
         if lost and verdict == "passed":
             verdict, error = "broken", lost[0]
         return Ending(verdict, error, teardown, self._stopped_by, tuple(lost))

@@ -94,7 +94,7 @@ class Drill:
         wall = utcnow_iso(self.wall())
         detail: dict[str, Any] = {}
         error: BaseException | None = None
-        self.current = name
+        self.current = f"{name} (round {rnd})" if rnd else name
         try:
             # Inside the try: a signal that lands while a listener prints still leaves a record.
             self._notify(f"start:{name}", None)

@@ -30,7 +30,10 @@ def ttr_figure(name: str, label: str, description: str,
 
     def figures(s: Any) -> Sequence[RecoveryFigure]:
         rnd = s.scenario.last_round
-        return [RecoveryFigure(name, label, s.drill.time_to_ready(round=rnd), description)]
+        value = s.drill.time_to_ready(round=rnd)
+        rto = getattr(s.opts, "rto_s", None)  # the bound --rto holds it to, judged as verify does
+        met = None if rto is None else (value is not None and value <= rto)
+        return [RecoveryFigure(name, label, value, description, limit_s=rto, met=met)]
 
     return figures
 

@@ -4,8 +4,8 @@ CLI's failure when it cannot get a node image."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -53,21 +53,20 @@ def test_git_server_is_reachable_from_a_container_on_the_run_network(lab_image, 
     assert not lh.networks_with_label(run_id) and not lh.containers_with_label(run_id)
 
 
-@pytest.mark.skipif(shutil.which("kind") is None, reason="the kind CLI is not on PATH")
 def test_real_kind_without_a_node_image_fails_clearly_and_cleans_up(lab_image, tmp_path):
-    """With no registry (as here) kind cannot pull its node image: the error keeps kind's own
-    message and argv, and the provider removes its network. Where the image can be pulled this
-    builds a real cluster instead, and checks the same cleanup."""
+    """A node image that exists nowhere (no registry here, and a tag nobody publishes): the
+    real kind CLI fails, the error keeps kind's own message and argv, and the provider removes
+    its network. kind is resolved as the drill resolves it (PATH, else the pinned kind in the
+    cache), so this runs whether or not kind is on PATH."""
     run_id = f"{SESSION_RUN_PREFIX}-kind"
-    provider = kind_mod.KindProvider(_ctx(tmp_path, run_id))
-    try:
+    provider = kind_mod.KindProvider(_ctx(tmp_path, run_id,
+                                          image=f"drdrill/kind-node:absent-{run_id}"))
+    assert provider.cli_binary()  # the pinned kind, built if need be: never a skip
+    with pytest.raises(CommandError) as caught:
         provider.create()
-    except CommandError as exc:
-        assert exc.argv[1:3] == ["create", "cluster"]
-        assert "kind" in str(exc) and ("image" in str(exc) or "pull" in str(exc)), str(exc)
-    else:
-        assert provider.is_up()
-        provider.delete()
+    exc = caught.value
+    assert Path(exc.argv[0]).name == "kind" and exc.argv[1:3] == ["create", "cluster"]
+    assert "image" in str(exc) or "pull" in str(exc), str(exc)
     assert not lh.networks_with_label(run_id)
     names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
                            text=True, check=True).stdout.split()

@@ -59,6 +59,13 @@ def _setup(case: str, tmp_path: Path, fixture_repo, sample_repo) -> tuple[list[s
         _fake_tool(tmp_path / "tools", "etcd", "etcd Version: 3.4.0")
         return ["--repo", str(sample_repo), "--tools-dir", str(tmp_path / "tools"),
                 "--inputs", str(TOP / "scenarios/inputs/homelab")], {}
+    if case == "repo-is-a-url":
+        return ["--repo", "https://github.com/example/fleet"], {}
+    if case == "requeue-dependency-without-unit":
+        return ["--repo", str(sample_repo), "--requeue-dependency", "2"], {}
+    if case == "report-dir-unwritable":
+        return ["--repo", str(sample_repo), "--inputs", str(TOP / "scenarios/inputs/homelab"),
+                "--report-dir", "/proc/nope/r"], {}
     if case == "report-dir-is-a-file":
         (tmp_path / "file").write_text("x")
         return ["--repo", str(fixture_repo("broken-cycle")), "--cluster", "clusters/dev",
@@ -82,8 +89,14 @@ MATRIX = {
     "cluster-path-is-a-file": (2, ["is a file, not a folder", "clusters/homelab"], True),
     "inputs-invalid-yaml": (2, ["invalid YAML at line", "x.yaml"], True),
     "nodes-zero": (2, ["must be at least 1"], False),
-    "unknown-provider": (2, ["unknown provider 'nope'", "embedded"], True),
-    "unknown-scenario": (2, ["unknown scenario 'nope'", "full-rebuild"], True),
+    # typos: one argparse error naming the choices, no run folder, no report
+    "unknown-provider": (2, ["invalid choice: 'nope'", "embedded", "kind"], False),
+    "unknown-scenario": (2, ["invalid choice: 'nope'", "full-rebuild", "drift"], False),
+    "repo-is-a-url": (2, ["is a URL", "git clone https://github.com/example/fleet"], False),
+    "requeue-dependency-without-unit": (2, ["not a Go duration", "did you mean 2s?"], False),
+    # found in seconds, before anything is provisioned (no report can be written there)
+    "report-dir-unwritable": (2, ["cannot create report folder /proc/nope/r",
+                                  "--report-dir"], False),
     # Preflight resolves kustomize alone first: the repo is checked before any cluster binary.
     "missing-tool-no-go": (2, ["v5.8.1", "kustomize", "--tools-dir", "Go"], True),
     "builds-disabled": (2, ["kustomize", "v5.8.1", "DRDRILL_ALLOW_BUILD"], True),

@@ -195,8 +195,9 @@ KIND = {
 }
 
 
-STOP_WITHIN_S = 25.0
-"""Signal to exit: report and teardown of the embedded cluster on a loaded 2-core machine."""
+STOP_WITHIN_S = 20.0
+"""Signal to exit when the signal lands in preflight (no cluster yet) on a loaded machine; the
+program the row holds would take 30 s."""
 
 
 def _env(state: Path, row: Row, tmp: Path) -> dict[str, str]:
@@ -410,8 +411,8 @@ def _check(row: Row, repo: Path, tmp_path: Path) -> None:
     seen = driven.reaper["seen"]
     assert row.writer_bug or "Traceback" not in said, said
     assert rc == _expected_rc(row), (rc, said)
-    if row.act and row.act not in ("close", "SIGKILL"):
-        # a signal stops the drill now: nothing (a worker thread's subprocess) holds it up
+    if "slow-subprocess" in row.faults:
+        # the signal stops the drill now: the program (held 30 s) in a worker thread does not
         assert driven.stop_s < STOP_WITHIN_S, (driven.stop_s, said)
 
     if row.verdict is None:

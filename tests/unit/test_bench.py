@@ -344,3 +344,13 @@ def test_a_registered_section_is_measured_rendered_and_selectable(
     result = run.run_bench(opts, lambda line: None)
     assert result["mirror"] == {"cold_s": 9.5} and "scaling" not in result
     assert "mirror cold 9.5 s" in table.render(result)
+
+
+def test_a_stopped_500_row_measures_no_cost_and_flux_alone_says_how_far_it_got() -> None:
+    row = {"size": 500, "profile": "repo", "verdict": "broken", "harness_rss_mib": 85.0,
+           "flux_alone": {"verdict": "timeout", "expect": 4,
+                          "ready_at_s": {"a": 1.0, "b": 2.0, "c": 3.0, "d": None}}}
+    got = {t: (m, ok) for t, m, ok in table.targets({"scaling": [row]})}
+    assert got["500 Kustomizations (repo): harness CPU, RSS, last Ready → converged"] == \
+        ("not measured (drill broken)", None)
+    assert "| timeout (3 of 4 ready) |" in "\n".join(table.scaling_section([row], 2))

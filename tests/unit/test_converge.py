@@ -331,3 +331,55 @@ def test_each_object_ready_or_failed_is_one_progress_line():
         fold(c, KUSTOMIZATIONS, ks("b", stalled=True), 3.0)
     assert lines[1].startswith("failed: Kustomization/flux-system/b: ")
     assert "path not found" in lines[1]
+
+
+def test_a_webhook_without_a_pod_is_the_embedded_clusters_limit_not_the_repos():
+    msg = ('ClusterIssuer/letsencrypt dry-run failed: Internal error occurred: failed calling '
+           'webhook "webhook.cert-manager.io": failed to call webhook: Post '
+           '"https://cert-manager-webhook.cert-manager.svc:443/validate": connect: connection '
+           'refused')
+    t = Tracked("Kustomization", "flux-system", "issuers", 0.0)
+    state = readiness(ks("issuers", ready="False", reason="ReconciliationFailed"),
+                      "Kustomization", revision=REV)
+    failing = state.__class__(False, False, "ReconciliationFailed", msg, None)
+    with pytest.raises(DrillEnvironmentError) as err:
+        Converger(api=None, revision=REV, expected=set()).fail(t, failing, held_s=30)
+    assert "webhook.cert-manager.io" in err.value.cause and "kind or lab" in (err.value.fix or "")
+    real = Converger(api=None, revision=REV, expected=set(), webhooks_unrunnable=False)
+    with pytest.raises(ObjectFailed):  # on kind its pod runs: not answering is the repo's
+        real.fail(t, failing, held_s=30)
+
+
+def test_a_flux_message_keeps_what_follows_its_first_newline():
+    from harness.converge import _first_line, _whole
+
+    msg = ("kustomize build failed: trouble configuring builtin PatchTransformer with config: \n"
+           "```\npath: patch.yaml\n```\n: unable to parse SM or JSON patch from [nope]")
+    assert _whole(msg) == msg  # the report: every line
+    line = _first_line(msg)  # a progress line: one line, the cause still in it
+    assert "\n" not in line and "unable to parse SM or JSON patch" in line
+    long = "head " + "x" * 5000 + " the cause"
+    assert _whole(long).endswith("the cause") and len(_whole(long)) < 4100
+    assert _first_line(long).endswith("the cause") and len(_first_line(long)) <= 300
+
+
+def test_a_helm_chart_ready_before_its_artifact_still_reports_its_revision():
+    """source-controller can patch Ready=True a moment before status.artifact: the revision
+    that arrives after the object was seen ready still goes into the report."""
+    from harness.converge import WatchedKind, by_kind
+
+    kind = WatchedKind.of(by_kind("HelmChart"))
+    c = Converger(api=None, revision=REV, expected=set())
+
+    def chart(artifact: dict | None) -> dict:
+        status = {"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": 1,
+             "reason": "ChartPackageSucceeded"}]}
+        if artifact is not None:
+            status["artifact"] = artifact
+        return {"metadata": {"namespace": "flux-system", "name": "hello", "generation": 1},
+                "spec": {}, "status": status}
+
+    assert c._fold(kind, "ADDED", chart(None), 1.0)
+    c._fold(kind, "MODIFIED", chart({"revision": "0.1.0+abc"}), 1.1)
+    assert c.objects["HelmChart/flux-system/hello"].revision == "0.1.0+abc"

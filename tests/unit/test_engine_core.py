@@ -140,3 +140,25 @@ def test_every_secret_form_is_redacted():
     # ordinary flags and words survive
     flags = "--service-account-key-file=/pki/sa.key --requeue-dependency=2s encoding: utf-8"
     assert redact(flags) == flags
+
+
+def test_gc_says_what_it_could_not_remove_and_exits_non_zero(monkeypatch, capsys):
+    from harness import gc as gc_mod
+    from harness.cli import main
+
+    calls: list[tuple[str, ...]] = []
+
+    def docker(*args: str) -> str | None:
+        calls.append(args)
+        return None if args[:1] == ("rm",) else ""  # docker rm fails, network rm works
+
+    monkeypatch.setattr(gc_mod, "_docker", docker)
+    assert gc_mod.remove_docker([("container", "c1"), ("network", "n1")]) == ["container c1"]
+    assert calls == [("rm", "-f", "-v", "c1"), ("network", "rm", "n1")]
+
+    swept = gc_mod.Swept("r1", (), None, ("network n1",), ("container c1",))
+    monkeypatch.setattr(gc_mod, "gc", lambda *a, **k: gc_mod.GcResult(swept=[swept]))
+    assert main(["gc"]) == 1
+    out = capsys.readouterr()
+    assert "removed run r1: 0 processes, network n1" in out.out and "c1" not in out.out
+    assert "could not remove: run r1: container c1" in out.err

@@ -216,7 +216,7 @@ def test_a_closed_console_is_recorded_goes_quiet_and_the_drill_goes_on(tmp_path)
     assert len(writes) == 2  # quiet after the pipe closed
     assert plan.log == ["preflight", "provision", "converge", "collect", "teardown"]
     assert run.report is not None and run.report.verdict == "broken"
-    assert "the console closed during provision" in (run.report.error or "")
+    assert "the console closed during provision (round 1)" in (run.report.error or "")
     assert run.exit_code == 2
 
 
@@ -247,3 +247,32 @@ def test_an_interrupt_during_a_listener_print_is_still_an_interrupt(tmp_path):
     run = _run(plan, drill=drill)
     assert run.exit_code == 129 and plan.log[-1] == "teardown"
     assert not run.report or not run.report.output_lost
+
+
+def test_the_report_marks_inputs_given_with_inputs_as_supplied():
+    from types import SimpleNamespace
+
+    from harness.drill import _inputs
+    from harness.gitops.inputs import ManualInput, SuppliedInputs
+
+    given = ManualInput("Secret", "apps", "db", ("Kustomization/flux-system/apps",), "x", False)
+    other = ManualInput("Secret", "apps", "api", ("Kustomization/flux-system/apps",), "x", False)
+    doc = {"kind": "Secret", "metadata": {"name": "db", "namespace": "apps"}}
+    s = SimpleNamespace(model=SimpleNamespace(manual_inputs=[given, other]),
+                        supplied=SuppliedInputs((doc,), ("in/db.yaml",)))
+    assert [i["status"] for i in _inputs(s)] == ["supplied", "missing"]  # type: ignore[arg-type]
+
+
+def test_preflight_and_the_drill_pick_the_default_cluster_by_one_rule(tmp_path):
+    """A FluxInstance repo without clusters/: preflight found its cluster, the drill did not."""
+    from harness import drill
+    from harness.gitops import preflight
+
+    assert drill.default_cluster is preflight.default_cluster
+    (tmp_path / "fleet" / "prod").mkdir(parents=True)
+    (tmp_path / "fleet" / "prod" / "instance.yaml").write_text(
+        "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\n"
+        "metadata: {name: flux, namespace: flux-system}\n"
+        "spec:\n  sync: {kind: GitRepository, url: 'https://example.com/x.git', "
+        "path: fleet/prod}\n")
+    assert drill.default_cluster(tmp_path) == "fleet/prod"

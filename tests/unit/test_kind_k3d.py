@@ -405,3 +405,22 @@ def test_availability_is_reported_for_every_provider(monkeypatch):
     ok, why = LabProvider.availability(Config())
     assert not ok and "--inventory" in why and "DRDRILL_INVENTORY" in why
     assert os.environ.get("DRDRILL_INVENTORY") is None
+
+
+def test_a_broken_docker_fails_the_live_kind_drills_and_the_kind_fault_row(monkeypatch,
+                                                                           tmp_path):
+    """`.ci/run` must never go green with no kind drill run: when the Docker check errors, the
+    live kind tests' fixture and the fault matrix's kind row raise, they do not skip."""
+    from tests.container import test_live_kind_k3d as live
+    from tests.integration import test_fault_matrix as matrix
+
+    def broken() -> None:
+        raise DockerUnavailable("docker: Cannot connect to the Docker daemon")
+
+    monkeypatch.setattr(live, "check_docker", broken)
+    monkeypatch.setattr(kind_mod, "check_docker", broken)
+    fixture = live.clean_host._get_wrapped_function()  # the function under @pytest.fixture
+    with pytest.raises(DockerUnavailable):
+        next(fixture())
+    with pytest.raises(DockerUnavailable):
+        matrix.test_fault_kind("kind-SIGINT-kind-create", lambda name: tmp_path, tmp_path)

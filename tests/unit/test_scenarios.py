@@ -291,3 +291,14 @@ def test_secrets_bootstrap_fails_when_a_secret_is_still_ciphertext_or_differs():
     assert sb.decryption_problems(ref, None, plain) == [f"{ref}: not in the cluster"]
     files = sb.sops_files(REPO, "./infrastructure/secrets")
     assert [d["metadata"]["name"] for _, d in files] == ["whoami-credentials"]
+
+
+@pytest.mark.parametrize(("rto", "ttr", "met"), [(10.0, 42.5, False), (60.0, 42.5, True),
+                                                 (10.0, None, False), (None, 42.5, None)])
+def test_the_rebuild_figure_carries_the_rto_as_its_limit(rto, ttr, met):
+    s = State(SCENARIOS["full-rebuild"], opts=SimpleNamespace(provider="embedded", rto_s=rto))
+    s.drill.phase_starts[("provision", 2)] = 0.0
+    if ttr is not None:
+        s.drill.marks[("converged", 2)] = ttr
+    fig = SCENARIOS["full-rebuild"].figures(s)[0]
+    assert (fig.value_s, fig.limit_s, fig.met) == (ttr, rto, met)
