@@ -328,6 +328,8 @@ class Converger:
         url = spec.get("url") or spec.get("endpoint")
         tracked.url = str(url) if url else None
         if tracked.ready_after_s is not None:
+            if tracked.revision is None:  # Ready can land a status patch before the artifact
+                tracked.revision = readiness(obj, kind.kind, revision=self.revision).revision
             return False
         state = readiness(obj, kind.kind, revision=self.revision,
                           expect_revision=self._expects_revision(ref, kind.kind, tracked))

@@ -52,7 +52,6 @@ from harness.flux import FLUX_NAMESPACE, SYNC_NAME, FluxRuntime, FluxSettings, s
 from harness.flux import hops as hops_log
 from harness.flux.install import FLUX_ALL, describe_settings
 from harness.gc import write_kept, write_owner
-from harness.gitops.bootstrap import cluster_candidates
 from harness.gitops.inputs import (
     SuppliedInputs,
     check_inputs,
@@ -61,6 +60,7 @@ from harness.gitops.inputs import (
     with_supplied,
 )
 from harness.gitops.model import RepoModel, analyze
+from harness.gitops.preflight import default_cluster
 from harness.gitops.revision import committed
 from harness.gitserver import GitServer, RepoRevision, resolve_revision
 from harness.kube import api_client, apply_all, ensure_namespace
@@ -152,17 +152,6 @@ def validate_options(opts: DrillOptions) -> None:
     if opts.keep_cluster not in ("never", "on-failure", "always"):
         raise ConfigError(f"--keep-cluster must be never, on-failure or always, "
                           f"got {opts.keep_cluster!r}")
-
-
-def default_cluster(top: Path) -> str:
-    """The only folder under clusters/, or an error listing the choices."""
-    candidates = cluster_candidates(top)
-    if len(candidates) == 1:
-        return candidates[0]
-    raise ConfigError(
-        "cannot tell which cluster to drill" + (f": the repo has {', '.join(candidates)}"
-                                                if candidates else ": the repo has no clusters/"),
-        fix="pass --cluster with the repo-relative folder of the cluster's Flux objects")
 
 
 @dataclass

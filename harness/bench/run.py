@@ -185,8 +185,8 @@ def _round(x: float | None) -> float | None:
 def _uses_helm(repo: Path) -> bool:
     """Does the drill of `repo` (its only cluster) meet HelmReleases? As preflight finds out."""
     from harness.config import Config
-    from harness.drill import default_cluster
     from harness.gitops.model import analyze
+    from harness.gitops.preflight import default_cluster
     from harness.gitserver import resolve_revision
     from harness.tools import ensure_tools
 

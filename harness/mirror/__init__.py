@@ -3,6 +3,7 @@ runs, prefetch/import into it, and what kind nodes and Flux sources need to use 
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -18,8 +19,10 @@ def open_mirror(config: Config, *, host: str = "127.0.0.1", port: int = 0,
 
     binary = ensure_tools(config, MIRROR_TOOLS)["registry"].path
     rid = run_id or f"mirror-{uuid.uuid4().hex[:8]}"
-    work = work_dir or config.runs_dir / rid / "mirror"
-    return MirrorRegistry(binary, mirror_dir(config), work, rid, host=host, port=port)
+    if work_dir is None:  # its config and log are the caller's only while it runs
+        return MirrorRegistry(binary, mirror_dir(config), Path(tempfile.mkdtemp(
+            prefix="drdrill-mirror-")), rid, host=host, port=port, remove_work_dir=True)
+    return MirrorRegistry(binary, mirror_dir(config), work_dir, rid, host=host, port=port)
 
 
 __all__ = ["MirrorRegistry", "mirror_dir", "open_mirror"]

@@ -104,7 +104,9 @@ def cold_warm(opts: Any, say: Callable[[str], None]) -> dict[str, Any]:
                     converge_timeout_s=opts.timeout_s, config=config))
                 mirror_seen = report.egress.get("mirror") or {}
                 rows.append({"mirror": label, "prefetch_s": prefetch_s,
-                             "verdict": report.verdict, "ttr_s": report.time_to_ready_s,
+                             "verdict": report.verdict,
+                             "ttr_s": None if report.time_to_ready_s is None
+                             else round(report.time_to_ready_s, 1),
                              "repositories_pulled": mirror_seen.get("repositories_pulled"),
                              "pulled_mib": round(int(mirror_seen.get("pulled_bytes") or 0)
                                                  / 2**20, 1),

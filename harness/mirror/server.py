@@ -71,6 +71,8 @@ class MirrorRegistry:
     host: str = "127.0.0.1"
     port: int = 0
     platforms: tuple[str, ...] = field(default_factory=lambda: (host_platform(),))
+    remove_work_dir: bool = False
+    """The work folder (config, log) goes with the registry: nobody reads it afterwards."""
     _sup: Supervisor | None = None
 
     @property
@@ -126,6 +128,10 @@ class MirrorRegistry:
         if self._sup is not None:
             self._sup.stop_all()
             self._sup = None
+        if self.remove_work_dir:
+            import shutil
+
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -332,8 +332,14 @@ class LabProvider(ClusterLifecycle):
                 h = self._connect(spec)
                 if self.distribution == "embedded":
                     self._wipe_embedded(h)
+                    left = host_leftovers(h, self.remote_dir, k3s=False)
                 else:
                     self._wipe_k3s(h, spec)
+                    left = host_leftovers(h, spec.work_dir.rstrip("/") + "/" + self.ctx.run_id,
+                                          k3s=True,
+                                          api_port=int(self.ctx.options.get("api_port", 6443)))
+                if left:  # the host's word, not the wipe script's exit code
+                    raise ProviderError(f"still there after the wipe: {', '.join(left)}")
                 self._touched.discard(name)
             except (HarnessError, OSError) as exc:
                 failed.append(f"lab host {name}: wiping failed, it may keep drill leftovers "
@@ -732,6 +738,35 @@ rmdir {q(str(Path(rd).parent))} {q(self.host.work_dir)} 2>/dev/null || true
                   "/usr/local/bin/k3s-agent-uninstall.sh; fi; "
                   f"rm -rf {shlex.quote(spec.work_dir.rstrip('/') + '/' + self.ctx.run_id)}")
         h.run(["sh", "-c", script], sudo=True, timeout_s=300)
+
+
+def host_leftovers(h: SSHHost, run_dir: str, *, k3s: bool, api_port: int | None = None,
+                   ) -> list[str]:
+    """Ask the host what of this cluster it still has: the run's folder, processes carrying
+    the run's folder in their environment, and for k3s its service, processes and API port."""
+    q = shlex.quote
+    script = f"""
+[ -e {q(run_dir)} ] && echo "folder {run_dir}"
+for e in /proc/[0-9]*/environ; do
+  if tr '\\0' '\\n' <"$e" 2>/dev/null | grep -qxF {q(f'{LAB_DIR_ENV}={run_dir}')}; then
+    p=${{e#/proc/}}; echo "process ${{p%/environ}}"
+  fi
+done
+"""
+    if k3s:
+        script += """
+for s in k3s k3s-agent; do
+  systemctl is-active --quiet "$s" 2>/dev/null && echo "service $s active"
+done
+pgrep -x k3s >/dev/null 2>&1 && echo "process k3s"
+pgrep -f 'k3s (server|agent)' >/dev/null 2>&1 && echo "process k3s server/agent"
+"""
+    if api_port is not None:
+        script += (f"(ss -ltn 2>/dev/null || netstat -ltn 2>/dev/null) | "
+                   f"grep -q ':{int(api_port)} ' && echo 'port {int(api_port)} listening'\n")
+    res = h.run(["sh", "-c", script], sudo=k3s, timeout_s=60, check=False)
+    return [f"{line.strip()} on {h.spec.name}" for line in res.stdout.splitlines()
+            if line.strip()]
 
 
 def airgap_artifacts(folder: Path) -> dict[str, Any]:

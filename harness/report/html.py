@@ -179,10 +179,14 @@ def _banner(r: DrillReport) -> str:
         # "X failed:" alone says little; the line after it names what.
         shown = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
         why = f'<p class="why">{esc(truncate(shown, 200))}</p>'
-    steps = r.recovery_manual_steps
-    share = (f" · {r.recovery_manual_time_s / r.time_to_ready_s:.0%} of TTR"
-             if steps and r.time_to_ready_s else "")
-    objs = r.objects_in_round(r.recovery_round)
+    # The cards count the round the drill reached: a drill that stopped in round 1 shows round
+    # 1's objects and steps, not the empty recovery round that never ran.
+    rnd = shown_round(r)
+    steps = tuple(m for m in r.manual_steps if m.round == rnd)
+    share = (f" · {sum(m.duration_s for m in steps) / r.time_to_ready_s:.0%} of TTR"
+             if steps and r.time_to_ready_s and rnd == r.recovery_round else "")
+    objs = r.objects_in_round(rnd)
+    of_round = "" if rnd == r.recovery_round else f" (round {rnd})"
     fig = r.recovery_figure
     tiles = [
         *(((fig.label[:1].upper() + fig.label[1:],
@@ -193,19 +197,27 @@ def _banner(r: DrillReport) -> str:
         ("RTO target", fmt_seconds(r.rto_target_s) if r.rto_target_s is not None else "none"),
         ("Margin", "n/a" if margin is None else
          (f"+{fmt_seconds(margin)}" if margin >= 0 else fmt_seconds(margin))),
-        ("Manual steps", f"{len(steps)}{share}"),
-        ("Automated by drdrill", str(sum(a.round == r.recovery_round
-                                         for a in r.automated_steps))),
-        ("Flux objects ready", f"{sum(o.ready for o in objs)} / {len(objs)}"),
+        (f"Manual steps{of_round}", f"{len(steps)}{share}"),
+        (f"Automated by drdrill{of_round}", str(sum(a.round == rnd
+                                                    for a in r.automated_steps))),
+        (f"Flux objects ready{of_round}", f"{sum(o.ready for o in objs)} / {len(objs)}"),
     ]
+    recovery = (f"round {r.recovery_round} is the recovery" if rnd == r.recovery_round else
+                f"stopped in round {rnd}; round {r.recovery_round} (the recovery) never ran")
     tile_html = "".join(f'<div class="tile"><div class="k">{esc(k)}</div>'
                         f'<div class="v{" bad" if v.startswith("-") else ""}">{esc(v)}</div>'
                         "</div>" for k, v in tiles)
     return (f'<header class="banner" style="background:{colour}">\n'
             f'<div class="verdict" id="verdict">{esc(r.verdict.upper())}</div>\n'
             f"<div><h1>{esc(r.scenario)} on {esc(r.provider)}</h1>\n"
-            f'<p class="sub">{esc(ttr)} · round {r.recovery_round} is the recovery</p>{why}'
+            f'<p class="sub">{esc(ttr)} · {esc(recovery)}</p>{why}'
             f"</div>\n</header>\n<div class=\"tiles\">{tile_html}</div>")
+
+
+def shown_round(r: DrillReport) -> int:
+    """The recovery round, or the last round the drill reached when it stopped before it."""
+    reached = max((p.round for p in r.phases if p.round), default=r.recovery_round)
+    return min(reached, r.recovery_round)
 
 
 def _ttr_vs_rto(r: DrillReport) -> str:

@@ -301,7 +301,7 @@ def _containers(run_id: str) -> list[str]:
             argv = ["docker", "ps", "-a", "--format", fmt]
         res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
         found += [f"{what} {line.split()[0]}" for line in res.stdout.splitlines()
-                  if run_id in line]
+                  if run_id.lower() in line.lower()]  # kind lower-cases its cluster names
     return found
 
 

@@ -361,3 +361,25 @@ def test_a_flux_message_keeps_what_follows_its_first_newline():
     long = "head " + "x" * 5000 + " the cause"
     assert _whole(long).endswith("the cause") and len(_whole(long)) < 4100
     assert _first_line(long).endswith("the cause") and len(_first_line(long)) <= 300
+
+
+def test_a_helm_chart_ready_before_its_artifact_still_reports_its_revision():
+    """source-controller can patch Ready=True a moment before status.artifact: the revision
+    that arrives after the object was seen ready still goes into the report."""
+    from harness.converge import WatchedKind, by_kind
+
+    kind = WatchedKind.of(by_kind("HelmChart"))
+    c = Converger(api=None, revision=REV, expected=set())
+
+    def chart(artifact: dict | None) -> dict:
+        status = {"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": 1,
+             "reason": "ChartPackageSucceeded"}]}
+        if artifact is not None:
+            status["artifact"] = artifact
+        return {"metadata": {"namespace": "flux-system", "name": "hello", "generation": 1},
+                "spec": {}, "status": status}
+
+    assert c._fold(kind, "ADDED", chart(None), 1.0)
+    c._fold(kind, "MODIFIED", chart({"revision": "0.1.0+abc"}), 1.1)
+    assert c.objects["HelmChart/flux-system/hello"].revision == "0.1.0+abc"

@@ -261,3 +261,18 @@ def test_the_report_marks_inputs_given_with_inputs_as_supplied():
     s = SimpleNamespace(model=SimpleNamespace(manual_inputs=[given, other]),
                         supplied=SuppliedInputs((doc,), ("in/db.yaml",)))
     assert [i["status"] for i in _inputs(s)] == ["supplied", "missing"]  # type: ignore[arg-type]
+
+
+def test_preflight_and_the_drill_pick_the_default_cluster_by_one_rule(tmp_path):
+    """A FluxInstance repo without clusters/: preflight found its cluster, the drill did not."""
+    from harness import drill
+    from harness.gitops import preflight
+
+    assert drill.default_cluster is preflight.default_cluster
+    (tmp_path / "fleet" / "prod").mkdir(parents=True)
+    (tmp_path / "fleet" / "prod" / "instance.yaml").write_text(
+        "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\n"
+        "metadata: {name: flux, namespace: flux-system}\n"
+        "spec:\n  sync: {kind: GitRepository, url: 'https://example.com/x.git', "
+        "path: fleet/prod}\n")
+    assert drill.default_cluster(tmp_path) == "fleet/prod"

@@ -55,3 +55,43 @@ def test_session_report_tree_is_indexed(pytester, tmp_path):
     index = json.loads((session / "session.json").read_text())
     assert [d["run_id"] for d in index["drills"]] == ["a", "b"]
     assert index["drills"][0]["report"] == "a/report.json"
+
+
+def test_an_interrupted_drill_ends_the_session_after_its_teardown(pytester):
+    """^C in `pytest scenarios/` ends the session with 130 once the current drill's teardown
+    and report are done; the next scenario does not start."""
+    pytester.makeconftest("""
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        import harness.drill
+
+        class Interrupted:
+            interrupted_by = "SIGINT"
+            report_error = None
+            report = None
+            plan = SimpleNamespace(report_dir=Path("reports/x"))
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                print("teardown done")  # the engine's __exit__: report and teardown
+                return True
+
+            def execute(self):
+                pass
+
+        harness.drill.open_run = lambda *a, **k: Interrupted()
+    """)
+    pytester.makepyfile("""
+        def test_first(run_scenario):
+            run_scenario("full-rebuild")
+
+        def test_second():
+            raise AssertionError("must not run after an interrupt")
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-s")
+    assert result.ret == 130
+    result.stdout.fnmatch_lines(["*teardown done*", "*interrupted by SIGINT*"])
+    assert "must not run" not in result.stdout.str()

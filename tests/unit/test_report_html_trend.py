@@ -428,3 +428,29 @@ def test_report_trend_command(tmp_path, capsys):
     assert "more than --threshold percent AND by more than --floor seconds" in help_text
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "trend", "--window", "0"])
+
+
+def test_html_cards_of_a_drill_that_stopped_in_round_1_count_round_1():
+    """A drill that failed in round 1 applied inputs and ran steps in round 1: its cards say
+    so, and that the recovery round never ran (they said 0 / 0, 0, 0 and 'round 2 is the
+    recovery'); the objects counted are the objects listed."""
+    from harness.report.model import ManualStep
+
+    phases = tuple(p for p in _phases() if p.round != 2)
+    objects = tuple(dataclasses.replace(o, ready=o.name != "apps") for o in _objects(1))
+    steps = (ManualStep("secret/apps/db", "Provide Secret apps/db", "drdrill (from --inputs)",
+                        0.1, True, 1),
+             ManualStep("secret/apps/api", "Provide Secret apps/api", "drdrill (from --inputs)",
+                        0.1, True, 1))
+    auto = (ManualStep("provision-cluster", "Provide a cluster", "drdrill", 9.0, True, 1),
+            ManualStep("bootstrap-flux", "Install Flux", "drdrill", 3.0, True, 1))
+    text = render_html(make_report(phases=phases, objects=objects, manual_steps=steps,
+                                   automated_steps=auto, time_to_ready_s=None))
+    tiles = dict(re.findall(r'<div class="k">([^<]*)</div><div class="v[^"]*">([^<]*)</div>',
+                            text))
+    ready = sum(o.ready for o in objects)
+    assert tiles["Flux objects ready (round 1)"] == f"{ready} / {len(objects)}"
+    assert tiles["Manual steps (round 1)"] == "2"
+    assert tiles["Automated by drdrill (round 1)"] == "2"
+    assert "stopped in round 1; round 2 (the recovery) never ran" in text
+    assert "round 2 is the recovery" not in text
