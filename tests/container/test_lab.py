@@ -277,9 +277,10 @@ def test_ctrl_c_during_a_lab_drill_leaves_nothing_on_the_host(lab, fixture_repo,
     assert "DRDRILL_LAB_DIR=" in env and "DRDRILL_RUN_ID=" not in env
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2, "".join(seen) + rest
+    assert proc.returncode == 130, "".join(seen) + rest  # 128 + SIGINT, after the report
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["verdict"] == "broken" and "interrupted" in report["error"]
+    assert report["interrupted_by"] == "SIGINT"
     _no_drill_state(lab, "host-a")
     assert report["run_id"] not in run_processes()[0]
 
