@@ -1,4 +1,9 @@
-"""The drdrill pytest plugin, tested with pytester (no cluster is started)."""
+"""The drdrill pytest plugin, tested with pytester (no cluster is started).
+
+Every inner session runs in a subprocess: in-process, pytester drops the modules the inner
+session imported (harness.* among them) when it ends, and the outer session's later drills in the
+same worker then ran with a second copy of them (a YAML loader without its constructors, a
+patched open_run): full-rebuild broke in preflight after these tests on the same xdist worker."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def test_options_and_fixtures_are_registered(pytester):
             assert drill_options.rto_s == 90.0
             assert drill_recorder.run_id
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--provider", "kind",
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--provider", "kind",
                                 "--keep-cluster", "on-failure", "--repo", "/some/repo",
                                 "--rto", "90")
     result.assert_outcomes(passed=1)
@@ -29,7 +34,7 @@ def test_options_and_fixtures_are_registered(pytester):
 
 def test_keep_cluster_choices_are_enforced(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
-    result = pytester.runpytest("--keep-cluster", "sometimes")
+    result = pytester.runpytest_subprocess("--keep-cluster", "sometimes")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*invalid choice*sometimes*"])
 
@@ -49,7 +54,7 @@ def test_session_report_tree_is_indexed(pytester, tmp_path):
                 (folder / rid / "report.json").write_text(json.dumps(
                     {{"run_id": rid, "verdict": "passed", "scenario": "full-rebuild"}}))
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--drill-report-dir", str(out))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--drill-report-dir", str(out))
     result.assert_outcomes(passed=1)
     [session] = list(out.glob("session-*"))
     index = json.loads((session / "session.json").read_text())
@@ -63,6 +68,8 @@ def test_an_interrupted_drill_ends_the_session_after_its_teardown(pytester):
     pytester.makeconftest("""
         from pathlib import Path
         from types import SimpleNamespace
+
+        import pytest
 
         import harness.drill
 
@@ -82,7 +89,11 @@ def test_an_interrupted_drill_ends_the_session_after_its_teardown(pytester):
             def execute(self):
                 pass
 
-        harness.drill.open_run = lambda *a, **k: Interrupted()
+        # monkeypatch, not an assignment: the inner session runs in this very process, and a
+        # drill started later by the outer session must get the real open_run back
+        @pytest.fixture(autouse=True)
+        def _interrupted(monkeypatch):
+            monkeypatch.setattr(harness.drill, "open_run", lambda *a, **k: Interrupted())
     """)
     pytester.makepyfile("""
         def test_first(run_scenario):
@@ -91,7 +102,7 @@ def test_an_interrupted_drill_ends_the_session_after_its_teardown(pytester):
         def test_second():
             raise AssertionError("must not run after an interrupt")
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-s")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
     assert result.ret == 130
     result.stdout.fnmatch_lines(["*teardown done*", "*interrupted by SIGINT*"])
     assert "must not run" not in result.stdout.str()
