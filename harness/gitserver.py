@@ -115,7 +115,10 @@ def make_bare_copy(rev: RepoRevision, dest: Path) -> Path:
 
 
 PRE_RECEIVE = """#!/bin/sh
-# drdrill: the branch under test is the revision the drill waits for; it must not move.
+# drdrill: the branch under test is the revision the drill waits for; nothing in the cluster may
+# move it. Pushes over HTTP (git http-backend sets REMOTE_ADDR) are the cluster's; the drill's own
+# local pushes (a scenario's new commit, which it then waits for) come without it.
+[ -n "$REMOTE_ADDR" ] || exit 0
 while read old new ref; do
   if [ "$ref" = "{ref}" ]; then
     echo "drdrill: $ref is the revision under test; push to another branch" >&2
