@@ -53,6 +53,10 @@ _SOPS_VALUE = re.compile(r"ENC\[[A-Z0-9_]+,[^\]\s]*\]")
 _BEARER = re.compile(r"(?P<key>\bbearer\s+)" + _VALUE_CHARS, re.IGNORECASE)
 _BASIC = re.compile(r"(?P<key>\bauthorization\s*:\s*basic\s+)" + _VALUE_CHARS, re.IGNORECASE)
 _AGE_KEY = re.compile(r"AGE-SECRET-KEY-1[0-9A-Za-z]+")
+# Forge tokens by their documented prefixes (GitHub classic and fine-grained, GitLab personal):
+# a bare token in a message, a URL path or a values file has no key name to give it away.
+_FORGE_TOKEN = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}"
+                          r"|glpat-[A-Za-z0-9_-]{20,})")
 _URL_USERINFO = re.compile(
     r"""(?P<key>\b[a-z][a-z0-9+.-]*://)[^/\s:@"'<>]+:[^/\s@"'<>]+@""", re.IGNORECASE)
 
@@ -71,6 +75,7 @@ def redact(text: str) -> str:
     text = _PEM_BLOCK.sub(REDACTED, text)
     text = _PEM_OPEN.sub(REDACTED, text)
     text = _AGE_KEY.sub(REDACTED, text)
+    text = _FORGE_TOKEN.sub(REDACTED, text)
     text = _SOPS_VALUE.sub(REDACTED, text)
     text = _URL_USERINFO.sub(rf"\g<key>{REDACTED}@", text)
     for pattern in (_KUBECONFIG_DATA, _TOKEN_FIELD, _ASSIGNMENT, _SOPS_ENC, _BEARER, _BASIC):

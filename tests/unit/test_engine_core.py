@@ -142,6 +142,14 @@ def test_every_secret_form_is_redacted():
     assert redact(flags) == flags
 
 
+@pytest.mark.parametrize("token", ["ghp_" + "a1B2c3D4e5" * 4, "github_pat_" + "11AbC_dE9f" * 5,
+                                   "glpat-" + "xY9_zW8-vU" * 2])
+def test_a_bare_forge_token_is_redacted(token):
+    out = redact(f"fetch failed for https://github.com/o/r?access_token={token} ({token})")
+    assert token not in out and out.count("[REDACTED]") == 2
+    assert redact("ghp_short and github_pat") == "ghp_short and github_pat"  # not token-shaped
+
+
 def test_gc_says_what_it_could_not_remove_and_exits_non_zero(monkeypatch, capsys):
     from harness import gc as gc_mod
     from harness.cli import main
